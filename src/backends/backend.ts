@@ -1,0 +1,76 @@
+/**
+ * The StorageBackend interface (DESIGN.md section 3). Every network Atlas stores on implements
+ * it, and test/compliance/backend.ts is the suite every implementation must pass.
+ *
+ * Data moves as async iterables of `Uint8Array`; every call takes an optional `AbortSignal`.
+ * A backend addresses content by its own native address (a UnixFS CID, a BitTorrent infohash)
+ * and reports it from `put()`; the object store keeps the mapping to the canonical id.
+ */
+
+export type BackendName = 'ipfs' | 'bittorrent'
+
+export const BACKEND_NAMES: readonly BackendName[] = ['ipfs', 'bittorrent']
+
+export interface AbortOptions {
+  signal?: AbortSignal
+}
+
+export interface BackendPutOptions extends AbortOptions {
+  /** The canonical content id, when the caller knows it up front (it usually does not) */
+  contentId?: string
+  /** Expected size in bytes, when known; a backend may use it to choose a layout */
+  size?: number
+}
+
+export interface BackendPutResult {
+  /** The backend's native address for the bytes (UnixFS root CID, v1 infohash…) */
+  address: string
+  /** Bytes the backend consumed */
+  size: number
+  /** Further native addresses (for example `magnet`, `btmh`), keyed by kind */
+  extra?: Record<string, string>
+}
+
+export interface BackendGetOptions extends AbortOptions {
+  /** First byte to return @default 0 */
+  offset?: number
+  /** Number of bytes to return @default the rest of the content */
+  length?: number
+}
+
+export interface BackendStats {
+  /** Contents the backend retains (pinned roots, seeded torrents) */
+  contents: number
+  /** Bytes on disk, where the backend can tell */
+  bytes: number
+}
+
+export interface StorageBackend {
+  readonly name: BackendName
+
+  start(): Promise<void>
+  stop(): Promise<void>
+
+  /**
+   * Store the bytes of `source` and retain them (pin, seed) until `remove()`. The source is
+   * consumed exactly once. When the returned promise rejects, nothing is retained for that call.
+   * Putting bytes that are already retained is allowed and returns the same address.
+   */
+  put(source: AsyncIterable<Uint8Array>, options?: BackendPutOptions): Promise<BackendPutResult>
+
+  /**
+   * Stream the content at `address`, or a slice of it.
+   *
+   * @throws NotFoundError when the backend does not know the address
+   * @throws ContentUnavailableError when it knows it but cannot read it now
+   */
+  get(address: string, options?: BackendGetOptions): AsyncIterable<Uint8Array>
+
+  /** True when the content is retained locally and readable without the network. */
+  has(address: string, options?: AbortOptions): Promise<boolean>
+
+  /** Stop retaining the content and reclaim its space. Removing an unknown address is a no-op. */
+  remove(address: string, options?: AbortOptions): Promise<void>
+
+  stats(options?: AbortOptions): Promise<BackendStats>
+}
