@@ -1,0 +1,160 @@
+/**
+ * Atlas configuration: one zod schema, parsed once at start. Values come from an optional JSON
+ * config file (`--config`) overlaid by ATLAS_* environment variables; an invalid value fails at
+ * start with the path of the bad field.
+ */
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { z } from 'zod'
+import { BACKEND_NAMES } from './backends/backend.ts'
+
+const MiB = 1024 * 1024
+const GiB = 1024 * MiB
+
+const csv = z.union([
+  z.array(z.string()),
+  z.string().transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x.length > 0))
+])
+
+const bool = z.union([
+  z.boolean(),
+  z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((s) => s === 'true' || s === '1' || s === 'yes')
+])
+
+const port = z.coerce.number().int().min(0).max(65535)
+
+export const ConfigSchema = z.object({
+  /** Address the HTTP server binds. @default 127.0.0.1 */
+  host: z.string().min(1).default('127.0.0.1'),
+  /** HTTP port; 0 picks a free one. @default 8080 */
+  port: port.default(8080),
+  /** Where Atlas keeps its database, IPFS repo, staging area and keys. @default ./data */
+  dataDir: z.string().min(1).default('./data'),
+  /** Metadata database: unset for SQLite in the data dir, or a postgres:// URL */
+  databaseUrl: z.string().regex(/^(postgres(ql)?:\/\/|sqlite:|file:)/, 'must be a postgres:// URL or sqlite:PATH').optional(),
+  /** The URL clients reach this gateway at (links, webseeds); defaults to http://host:port */
+  publicUrl: z.url().optional(),
+  /** Log level for pino. @default info */
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Base64 32-byte key that encrypts stored access-key secrets; default: <dataDir>/secret.key */
+  secretKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'must be 32 bytes in base64').optional(),
+  /** Backends of a bucket created without an explicit choice. @default ['ipfs'] */
+  defaultBackends: csv.pipe(z.array(z.enum(BACKEND_NAMES as [string, ...string[]])).min(1)).default(['ipfs']),
+  limits: z.object({
+    /** Largest single upload body in bytes. @default 5 GiB (S3's single PUT limit) */
+    maxObjectSize: z.coerce.number().int().positive().default(5 * GiB),
+    /** Largest JSON request body in bytes. @default 1 MiB */
+    maxJsonBody: z.coerce.number().int().positive().default(MiB),
+    /** Most files in one multipart/form-data upload. @default 100 */
+    maxFormFiles: z.coerce.number().int().positive().default(100)
+  }).prefault({}),
+  ipfs: z.object({
+    /** No libp2p networking at all. @default false */
+    offline: bool.default(false),
+    /** libp2p listen multiaddrs. @default ['/ip4/0.0.0.0/tcp/4001'] */
+    listen: csv.default(['/ip4/0.0.0.0/tcp/4001']),
+    /** Peers (multiaddrs with /p2p/) dialled at start and kept connected. @default [] */
+    bootstrap: csv.default([])
+  }).prefault({})
+})
+
+export type AtlasConfig = z.output<typeof ConfigSchema>
+export type AtlasConfigInput = z.input<typeof ConfigSchema>
+
+/** Environment variables and the config path each one sets. */
+export const ENV_MAP: Record<string, string[]> = {
+  ATLAS_HOST: ['host'],
+  ATLAS_PORT: ['port'],
+  ATLAS_DATA_DIR: ['dataDir'],
+  ATLAS_DATABASE_URL: ['databaseUrl'],
+  ATLAS_PUBLIC_URL: ['publicUrl'],
+  ATLAS_LOG_LEVEL: ['logLevel'],
+  ATLAS_SECRET_KEY: ['secretKey'],
+  ATLAS_DEFAULT_BACKENDS: ['defaultBackends'],
+  ATLAS_MAX_OBJECT_SIZE: ['limits', 'maxObjectSize'],
+  ATLAS_MAX_JSON_BODY: ['limits', 'maxJsonBody'],
+  ATLAS_MAX_FORM_FILES: ['limits', 'maxFormFiles'],
+  ATLAS_IPFS_OFFLINE: ['ipfs', 'offline'],
+  ATLAS_IPFS_LISTEN: ['ipfs', 'listen'],
+  ATLAS_IPFS_BOOTSTRAP: ['ipfs', 'bootstrap']
+}
+
+export class ConfigError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'ConfigError'
+  }
+}
+
+export interface LoadConfigOptions {
+  /** Path of a JSON config file */
+  file?: string
+  env?: NodeJS.ProcessEnv
+  /** Values that win over file and environment (tests) */
+  overrides?: AtlasConfigInput
+}
+
+/**
+ * Build the configuration from file, environment and overrides, in that order of precedence
+ * (later wins), and validate it.
+ *
+ * @throws ConfigError naming the path of each bad field
+ */
+export function loadConfig (options: LoadConfigOptions = {}): AtlasConfig {
+  const env = options.env ?? process.env
+  let input: Record<string, unknown> = {}
+  const file = options.file ?? env.ATLAS_CONFIG
+  if (file !== undefined && file !== '') {
+    try {
+      input = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>
+    } catch (err) {
+      throw new ConfigError(`Cannot read config file ${file}: ${(err as Error).message}`)
+    }
+  }
+  for (const [name, path] of Object.entries(ENV_MAP)) {
+    const value = env[name]
+    if (value !== undefined && value !== '') setPath(input, path, value)
+  }
+  if (options.overrides !== undefined) input = merge(input, options.overrides as Record<string, unknown>)
+
+  const parsed = ConfigSchema.safeParse(input)
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const path = issue.path.join('.')
+      const envName = Object.entries(ENV_MAP).find(([, p]) => p.join('.') === path)?.[0]
+      return `  ${path || '(root)'}${envName === undefined ? '' : ` (${envName})`}: ${issue.message}`
+    })
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`)
+  }
+  const config = parsed.data
+  config.dataDir = resolve(config.dataDir)
+  return config
+}
+
+/** The public base URL, without a trailing slash. */
+export function publicUrl (config: AtlasConfig, boundPort?: number): string {
+  if (config.publicUrl !== undefined) return config.publicUrl.replace(/\/+$/, '')
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host
+  return `http://${host.includes(':') ? `[${host}]` : host}:${boundPort ?? config.port}`
+}
+
+function setPath (target: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = target
+  for (const segment of path.slice(0, -1)) {
+    const next = node[segment]
+    if (typeof next !== 'object' || next === null) node[segment] = {}
+    node = node[segment] as Record<string, unknown>
+  }
+  node[path[path.length - 1] as string] = value
+}
+
+function merge (base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base }
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k]
+    out[k] = (typeof v === 'object' && v !== null && !Array.isArray(v) && typeof b === 'object' && b !== null && !Array.isArray(b))
+      ? merge(b as Record<string, unknown>, v as Record<string, unknown>)
+      : v
+  }
+  return out
+}

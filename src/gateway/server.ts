@@ -1,0 +1,98 @@
+/**
+ * The HTTP server: one Fastify instance carrying the REST API, the health routes and (in later
+ * issues) the S3 API and the content gateway. Every error leaves through one handler that turns
+ * it into an AtlasError and renders it for the API the route belongs to.
+ */
+import Fastify, { type FastifyInstance } from 'fastify'
+import type { AtlasConfig } from '../config.ts'
+import { isAbortError } from '../core/errors.ts'
+import type { MetadataStore } from '../metadata/store.ts'
+import type { Logger, ObjectStore } from '../objects/object-store.ts'
+import { bearerPrincipal } from './auth.ts'
+import { toAtlasError } from './errors.ts'
+import { healthRoutes } from './health.ts'
+import { bucketRoutes } from './rest/buckets.ts'
+import { contentRoutes } from './rest/content.ts'
+import { objectRoutes } from './rest/objects.ts'
+import { renderProblem } from './rest/render-problem.ts'
+
+export interface GatewayDeps {
+  config: AtlasConfig
+  metadata: MetadataStore
+  objects: ObjectStore
+  /** Named readiness checks */
+  readiness: () => Promise<Record<string, boolean>>
+}
+
+export interface BuildServerOptions {
+  /** A pino logger instance, or false for none */
+  logger: Logger | false
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route registered, as (method, url pattern) */
+    atlasRoutes: Array<{ method: string, url: string }>
+  }
+}
+
+let requestCounter = 0
+
+export async function buildServer (deps: GatewayDeps, options: BuildServerOptions): Promise<FastifyInstance> {
+  const { config } = deps
+  const app = Fastify({
+    loggerInstance: options.logger === false ? undefined : (options.logger as never),
+    bodyLimit: config.limits.maxJsonBody,
+    // keys may hold any character: leave the path alone beyond percent-decoding
+    routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: 2048 },
+    genReqId: () => `${Date.now().toString(36)}-${(++requestCounter).toString(36)}`,
+    requestIdHeader: false,
+    // uploads can be long; idle sockets are still reaped by keepAliveTimeout
+    requestTimeout: 0,
+    // HEAD is served where it is documented (objects, content), not added to every GET
+    exposeHeadRoutes: false
+  })
+
+  // the route table, for the OpenAPI conformance test and for logs
+  const routes: Array<{ method: string, url: string }> = []
+  app.decorate('atlasRoutes', routes)
+  app.addHook('onRoute', (route) => {
+    for (const method of ([] as string[]).concat(route.method)) routes.push({ method, url: route.url })
+  })
+
+  app.decorateRequest('principal', null)
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id)
+  })
+  app.addHook('preHandler', async (request) => {
+    if (request.url.startsWith('/v1/')) request.principal = await bearerPrincipal(request, deps.metadata)
+  })
+
+  app.setErrorHandler(async (err, request, reply) => {
+    const atlasError = toAtlasError(err)
+    if (atlasError.code === 'ClientClosed' || (isAbortError(err) && reply.raw.destroyed)) {
+      request.log.debug({ err }, 'client went away')
+      if (!reply.raw.headersSent) reply.raw.destroy()
+      return reply
+    }
+    // an upload refused half-way: discard the rest of its body so that the client, still
+    // sending, reads the error instead of stalling or being reset
+    if (!request.raw.complete && !request.raw.destroyed) request.raw.resume()
+    if (atlasError.code === 'InternalError') request.log.error({ err }, 'internal error')
+    else request.log.info({ code: atlasError.code, msg: atlasError.message }, 'request failed')
+    if (reply.raw.headersSent) {
+      reply.raw.destroy()
+      return reply
+    }
+    return renderProblem(atlasError, request, reply)
+  })
+  app.setNotFoundHandler(async (request, reply) => {
+    return renderProblem(toAtlasError({ code: 'FST_ERR_NOT_FOUND', message: `No route for ${request.method} ${request.url.split('?')[0]}` }), request, reply)
+  })
+
+  await healthRoutes(app, deps)
+  await bucketRoutes(app, deps)
+  await objectRoutes(app, deps)
+  await contentRoutes(app, deps)
+  return app
+}

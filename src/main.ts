@@ -1,0 +1,108 @@
+/**
+ * Wiring: build every part from the configuration, start it, and stop it again in the reverse
+ * order. `atlas serve` and the tests use the same function.
+ */
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import { pino, type Logger as PinoLogger } from 'pino'
+import type { StorageBackend } from './backends/backend.ts'
+import { IpfsBackend } from './backends/ipfs/ipfs-backend.ts'
+import { publicUrl, type AtlasConfig } from './config.ts'
+import { buildServer } from './gateway/server.ts'
+import { createMetadataStore } from './metadata/index.ts'
+import { loadOrCreateSecretKey } from './metadata/secret-box.ts'
+import type { MetadataStore } from './metadata/store.ts'
+import { ObjectStore } from './objects/object-store.ts'
+
+export interface Atlas {
+  config: AtlasConfig
+  server: FastifyInstance
+  metadata: MetadataStore
+  objects: ObjectStore
+  ipfs: IpfsBackend
+  /** The base URL the server listens on (after listen) */
+  url: string
+  logger: PinoLogger
+  stop(): Promise<void>
+}
+
+export interface StartOptions {
+  /** Listen on the configured host and port. @default true */
+  listen?: boolean
+  logger?: PinoLogger
+}
+
+export function createLogger (config: AtlasConfig): PinoLogger {
+  return pino({
+    level: config.logLevel,
+    redact: { paths: ['req.headers.authorization', 'headers.authorization', '*.secretAccessKey', '*.token'], censor: '[redacted]' }
+  })
+}
+
+/** Open the metadata store of a configuration (also used by admin commands). */
+export async function openMetadata (config: AtlasConfig, logger?: PinoLogger): Promise<MetadataStore> {
+  await mkdir(config.dataDir, { recursive: true })
+  const secretKey = config.secretKey === undefined
+    ? await loadOrCreateSecretKey(config.dataDir)
+    : Buffer.from(config.secretKey, 'base64')
+  return await createMetadataStore({ url: config.databaseUrl, dataDir: config.dataDir, secretKey, logger })
+}
+
+export async function startAtlas (config: AtlasConfig, options: StartOptions = {}): Promise<Atlas> {
+  const logger = options.logger ?? createLogger(config)
+  const metadata = await openMetadata(config, logger)
+  const ipfs = new IpfsBackend({
+    dataDir: join(config.dataDir, 'ipfs'),
+    listen: config.ipfs.listen,
+    bootstrap: config.ipfs.bootstrap,
+    offline: config.ipfs.offline,
+    logger: logger.child({ component: 'ipfs' })
+  })
+  const started: StorageBackend[] = []
+  try {
+    await ipfs.start()
+    started.push(ipfs)
+  } catch (err) {
+    await metadata.close()
+    throw err
+  }
+  const objects = new ObjectStore({
+    metadata,
+    backends: started,
+    maxObjectSize: config.limits.maxObjectSize,
+    logger: logger.child({ component: 'objects' })
+  })
+  const readiness = async (): Promise<Record<string, boolean>> => {
+    let db = false
+    try {
+      await metadata.getAccount('readiness-probe')
+      db = true
+    } catch {}
+    return { metadata: db, ipfs: ipfs.isStarted() }
+  }
+  const server = await buildServer({ config, metadata, objects, readiness }, { logger })
+  objects.start()
+
+  let url = ''
+  if (options.listen !== false) {
+    await server.listen({ host: config.host, port: config.port })
+    const address = server.server.address()
+    const port = typeof address === 'object' && address !== null ? address.port : config.port
+    url = publicUrl({ ...config, publicUrl: undefined }, port)
+    logger.info({ url, publicUrl: publicUrl(config, port), ipfs: ipfs.multiaddrs() }, 'Atlas is serving')
+  }
+
+  let stopping: Promise<void> | undefined
+  const stop = async (): Promise<void> => {
+    stopping ??= (async () => {
+      // stop taking requests, let those in flight finish, then close the parts under them
+      await server.close()
+      await objects.stop()
+      await ipfs.stop()
+      await metadata.close()
+    })()
+    await stopping
+  }
+  return { config, server, metadata, objects, ipfs, url, logger, stop }
+}

@@ -1,0 +1,143 @@
+/**
+ * The ingest pipeline: one pass over an upload body that counts the bytes, computes MD5 (the S3
+ * ETag) and SHA-256 (the canonical id), enforces the size limits and feeds every backend of the
+ * bucket at once. Nothing is visible until the object store commits the metadata row; when any
+ * stage fails, every backend that accepted the bytes is told to drop them.
+ */
+import { createHash } from 'node:crypto'
+import type { BackendName, StorageBackend } from '../backends/backend.ts'
+import { canonicalIdFromSha256 } from '../core/content-id.ts'
+import { AbortedError, AtlasError, isAbortError } from '../core/errors.ts'
+import { fanOut } from '../core/streams.ts'
+import type { ContentLocation } from '../metadata/store.ts'
+
+export interface IngestOptions {
+  backends: StorageBackend[]
+  /** Bytes the client announced (Content-Length); a different count is an error */
+  expectedSize?: number
+  /** Largest accepted body */
+  maxSize: number
+  /** Expected MD5 (Content-MD5), hex */
+  expectedMd5?: string
+  signal?: AbortSignal
+  /**
+   * Told what the backends stored for an ingest that then failed. The bytes may also belong to
+   * a committed content or to a concurrent upload, so the caller decides when they can go.
+   */
+  discard: (locations: ContentLocation[]) => void
+}
+
+export interface IngestResult {
+  contentId: string
+  size: number
+  md5: string
+  sha256: string
+  locations: ContentLocation[]
+}
+
+/** Per-stage observer, so that the caller can meter bytes as they pass. */
+export interface Digests {
+  size: number
+  md5: string
+  sha256: string
+}
+
+/**
+ * Stream `source` into every backend and return the content's identity and locations.
+ *
+ * @throws AtlasError IncompleteBody (short body), EntityTooLarge, BadDigest, ClientClosed; or the
+ * error a backend raised. On any throw, what the backends stored for this call has been removed.
+ */
+export async function ingest (source: AsyncIterable<Uint8Array>, options: IngestOptions): Promise<IngestResult> {
+  const { backends, expectedSize, maxSize, signal } = options
+  if (backends.length === 0) throw new AtlasError('InvalidBackend', 'A bucket needs at least one backend')
+  if (expectedSize !== undefined && expectedSize > maxSize) {
+    throw new AtlasError('EntityTooLarge', `Body of ${expectedSize} bytes exceeds the limit of ${maxSize} bytes`, { details: { limit: maxSize } })
+  }
+  const controller = new AbortController()
+  const onAbort = (): void => { controller.abort(signal?.reason) }
+  if (signal?.aborted === true) throw new AbortedError()
+  signal?.addEventListener('abort', onAbort, { once: true })
+
+  const digests: Digests = { size: 0, md5: '', sha256: '' }
+  const hashed = hashAndLimit(source, digests, { expectedSize, maxSize, signal: controller.signal })
+  const feeds = fanOut(hashed, backends.length, controller.signal)
+
+  const settled = await Promise.allSettled(backends.map(async (backend, i) => {
+    try {
+      return await backend.put(feeds[i] as AsyncIterable<Uint8Array>, { signal: controller.signal, size: expectedSize })
+    } catch (err) {
+      // one backend failing stops the others: a fan-out is all or nothing
+      controller.abort(err)
+      throw err
+    }
+  }))
+  signal?.removeEventListener('abort', onAbort)
+
+  const failure = firstFailure(settled, signal)
+  const locations: ContentLocation[] = []
+  settled.forEach((s, i) => {
+    if (s.status === 'fulfilled') {
+      locations.push({ backend: (backends[i] as StorageBackend).name as BackendName, address: s.value.address, extra: s.value.extra ?? {} })
+    }
+  })
+  if (failure !== undefined) {
+    if (locations.length > 0) options.discard(locations)
+    throw failure
+  }
+  if (options.expectedMd5 !== undefined && options.expectedMd5 !== digests.md5) {
+    options.discard(locations)
+    throw new AtlasError('BadDigest', 'The Content-MD5 you specified did not match what was received')
+  }
+
+  const contentId = canonicalIdFromSha256(Buffer.from(digests.sha256, 'hex'))
+  return { contentId, size: digests.size, md5: digests.md5, sha256: digests.sha256, locations }
+}
+
+interface LimitOptions {
+  expectedSize: number | undefined
+  maxSize: number
+  signal: AbortSignal
+}
+
+async function * hashAndLimit (source: AsyncIterable<Uint8Array>, out: Digests, options: LimitOptions): AsyncGenerator<Uint8Array> {
+  const md5 = createHash('md5')
+  const sha256 = createHash('sha256')
+  let size = 0
+  const limit = options.expectedSize ?? options.maxSize
+  try {
+    for await (const chunk of source) {
+      if (options.signal.aborted) throw new AbortedError()
+      size += chunk.byteLength
+      if (size > limit) {
+        throw options.expectedSize === undefined
+          ? new AtlasError('EntityTooLarge', `Body exceeds the limit of ${options.maxSize} bytes`, { details: { limit: options.maxSize } })
+          : new AtlasError('IncompleteBody', `Body is longer than the ${options.expectedSize} bytes announced`)
+      }
+      md5.update(chunk)
+      sha256.update(chunk)
+      yield chunk
+    }
+  } catch (err) {
+    if (err instanceof AtlasError) throw err
+    if (isAbortError(err)) throw new AbortedError('The client closed the connection during the upload', { cause: err })
+    throw err
+  }
+  if (options.expectedSize !== undefined && size !== options.expectedSize) {
+    throw new AtlasError('IncompleteBody', `Received ${size} of the ${options.expectedSize} bytes announced`)
+  }
+  out.size = size
+  out.md5 = md5.digest('hex')
+  out.sha256 = sha256.digest('hex')
+}
+
+function firstFailure (settled: Array<PromiseSettledResult<unknown>>, signal: AbortSignal | undefined): Error | undefined {
+  const reasons = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => s.reason as unknown)
+  if (reasons.length === 0) return undefined
+  // prefer the error that says what went wrong with the body over the aborts it caused elsewhere
+  const atlas = reasons.find((r) => r instanceof AtlasError && !(r instanceof AbortedError))
+  if (atlas !== undefined) return atlas as Error
+  if (signal?.aborted === true || reasons.some(isAbortError)) return new AbortedError('The upload was aborted')
+  const first = reasons[0]
+  return first instanceof Error ? first : new Error(String(first))
+}

@@ -1,0 +1,285 @@
+/**
+ * The object store: the one place where objects (bucket + key) meet contents (bytes by canonical
+ * id) and backends. Uploads go through the ingest pipeline and become visible when their metadata
+ * row commits; reads pick a backend that holds the content; data that no object refers to any
+ * more is removed from the backends by the sweeper.
+ */
+import type { BackendName, StorageBackend } from '../backends/backend.ts'
+import { parseAddress } from '../core/content-id.ts'
+import { AtlasError, NotFoundError, isAbortError } from '../core/errors.ts'
+import type { Bucket, Content, ContentLocation, MetadataStore, ObjectRecord } from '../metadata/store.ts'
+import { IngestGate } from './gate.ts'
+import { ingest } from './ingest.ts'
+
+export interface Logger {
+  info(obj: unknown, msg?: string): void
+  warn(obj: unknown, msg?: string): void
+  error(obj: unknown, msg?: string): void
+  debug(obj: unknown, msg?: string): void
+}
+
+export interface ObjectStoreInit {
+  metadata: MetadataStore
+  backends: StorageBackend[]
+  /** Largest accepted object in bytes */
+  maxObjectSize: number
+  logger: Logger
+  /** How often the sweeper looks for unreferenced content. @default 30_000 ms */
+  sweepIntervalMs?: number
+}
+
+export interface PutObjectOptions {
+  bucket: Bucket
+  key: string
+  body: AsyncIterable<Uint8Array>
+  /** Content-Length, when the client sent one */
+  expectedSize?: number
+  /** Content-MD5 as hex */
+  expectedMd5?: string
+  contentType?: string
+  metadata?: Record<string, string>
+  signal?: AbortSignal
+}
+
+export interface StoredObject {
+  object: ObjectRecord
+  content: Content
+}
+
+export interface ReadOptions {
+  offset?: number
+  length?: number
+  signal?: AbortSignal
+}
+
+/** Rows the sweeper handles per pass */
+const SWEEP_BATCH = 100
+
+export const DEFAULT_CONTENT_TYPE = 'application/octet-stream'
+
+export class ObjectStore {
+  readonly metadata: MetadataStore
+  private readonly backends: Map<BackendName, StorageBackend>
+  private readonly maxObjectSize: number
+  private readonly log: Logger
+  private readonly gate = new IngestGate()
+  /** Locations written by uploads that failed; checked against the metadata at the next sweep */
+  private discarded: ContentLocation[] = []
+  private readonly sweepIntervalMs: number
+  private timer: NodeJS.Timeout | undefined
+  private sweepRequested: NodeJS.Immediate | undefined
+  private currentSweep: Promise<void> | undefined
+
+  constructor (init: ObjectStoreInit) {
+    this.metadata = init.metadata
+    this.backends = new Map(init.backends.map((b) => [b.name, b]))
+    this.maxObjectSize = init.maxObjectSize
+    this.log = init.logger
+    this.sweepIntervalMs = init.sweepIntervalMs ?? 30_000
+  }
+
+  /** Backends this store was built with, by name */
+  backend (name: BackendName): StorageBackend | undefined {
+    return this.backends.get(name)
+  }
+
+  get availableBackends (): BackendName[] {
+    return [...this.backends.keys()]
+  }
+
+  /** Start the periodic sweeper (and run one pass now, which also finishes interrupted work). */
+  start (): void {
+    this.timer = setInterval(() => { this.requestSweep() }, this.sweepIntervalMs)
+    this.timer.unref()
+    this.requestSweep()
+  }
+
+  async stop (): Promise<void> {
+    if (this.timer !== undefined) clearInterval(this.timer)
+    if (this.sweepRequested !== undefined) clearImmediate(this.sweepRequested)
+    await this.currentSweep
+  }
+
+  /** Uploads in flight (for graceful shutdown and metrics) */
+  get uploadsInFlight (): number {
+    return this.gate.inFlight
+  }
+
+  /**
+   * Stream `body` into the bucket's backends and commit the object. Until the commit nothing is
+   * visible; on any failure nothing is.
+   */
+  async putObject (options: PutObjectOptions): Promise<StoredObject> {
+    const backends = this.backendsFor(options.bucket)
+    const leave = await this.gate.enter()
+    try {
+      const result = await ingest(options.body, {
+        backends,
+        expectedSize: options.expectedSize,
+        expectedMd5: options.expectedMd5,
+        maxSize: this.maxObjectSize,
+        signal: options.signal,
+        discard: (locations) => { this.discard(locations) }
+      })
+      let committed
+      try {
+        committed = await this.metadata.putObject({
+          bucket: options.bucket.name,
+          key: options.key,
+          content: { id: result.contentId, size: result.size, locations: result.locations },
+          etag: result.md5,
+          contentType: options.contentType ?? DEFAULT_CONTENT_TYPE,
+          metadata: options.metadata ?? {}
+        })
+      } catch (err) {
+        this.discard(result.locations)
+        throw err
+      }
+      if (committed.orphaned !== null) this.requestSweep()
+      const content = await this.metadata.getContent(result.contentId)
+      if (content === null) throw new AtlasError('InternalError', 'Content row vanished after commit')
+      return { object: committed.object, content }
+    } finally {
+      leave()
+    }
+  }
+
+  async getObject (bucket: string, key: string): Promise<StoredObject> {
+    const object = await this.metadata.getObject(bucket, key)
+    if (object === null) throw new AtlasError('NoSuchKey', 'The specified key does not exist.')
+    const content = await this.metadata.getContent(object.contentId)
+    if (content === null) throw new AtlasError('InternalError', 'Object refers to a missing content')
+    return { object, content }
+  }
+
+  async deleteObject (bucket: string, key: string): Promise<ObjectRecord | null> {
+    const deleted = await this.metadata.deleteObject(bucket, key)
+    if (deleted?.orphaned != null) this.requestSweep()
+    return deleted?.object ?? null
+  }
+
+  /**
+   * Find the content behind any address form (canonical id, UnixFS CID, sha256:, btih, magnet).
+   * @throws AtlasError InvalidAddress, NoSuchContent
+   */
+  async resolve (address: string): Promise<Content> {
+    const parsed = parseAddress(address)
+    let content: Content | null
+    switch (parsed.kind) {
+      case 'canonical':
+        content = await this.metadata.getContent(parsed.id)
+        break
+      case 'ipfs':
+        content = await this.metadata.getContentByAddress(parsed.cid)
+        break
+      case 'btih':
+      case 'btmh':
+        content = await this.metadata.getContentByAddress(parsed.infohash)
+        break
+    }
+    if (content === null) throw new AtlasError('NoSuchContent', `No content is stored at ${address}`)
+    return content
+  }
+
+  /**
+   * Stream a content, or a slice of it, from the first backend that holds it.
+   * @throws NotFoundError / ContentUnavailableError when no backend can deliver it
+   */
+  read (content: Content, options: ReadOptions = {}): AsyncIterable<Uint8Array> {
+    const locations = content.locations.filter((l) => this.backends.has(l.backend))
+    if (locations.length === 0) throw new NotFoundError(`No configured backend holds ${content.id}`)
+    const backends = this.backends
+    return (async function * () {
+      let lastError: unknown
+      for (const location of locations) {
+        const backend = backends.get(location.backend) as StorageBackend
+        let started = false
+        try {
+          for await (const chunk of backend.get(location.address, options)) {
+            started = true
+            yield chunk
+          }
+          return
+        } catch (err) {
+          // once bytes have left, switching backends would splice two streams: give up instead
+          if (started || isAbortError(err)) throw err
+          lastError = err
+        }
+      }
+      throw lastError
+    })()
+  }
+
+  private backendsFor (bucket: Bucket): StorageBackend[] {
+    return bucket.backends.map((name) => {
+      const backend = this.backends.get(name)
+      if (backend === undefined) {
+        throw new AtlasError('ServiceUnavailable', `Backend ${name} of bucket ${bucket.name} is not enabled on this gateway`)
+      }
+      return backend
+    })
+  }
+
+  private discard (locations: ContentLocation[]): void {
+    this.discarded.push(...locations)
+    this.requestSweep()
+  }
+
+  /** Ask for a sweep soon; several requests coalesce into one pass. */
+  requestSweep (): void {
+    if (this.sweepRequested !== undefined) return
+    this.sweepRequested = setImmediate(() => {
+      this.sweepRequested = undefined
+      void this.sweep().catch((err: unknown) => { this.log.error({ err }, 'sweep failed') })
+    })
+  }
+
+  /**
+   * Remove from the backends what no object refers to: contents whose count dropped to zero and
+   * the leftovers of failed uploads. Runs between uploads (see IngestGate), one pass at a time.
+   */
+  async sweep (): Promise<void> {
+    if (this.currentSweep !== undefined) {
+      await this.currentSweep
+      return
+    }
+    this.currentSweep = this.gate.exclusive(async () => { await this.sweepPass() })
+    try {
+      await this.currentSweep
+    } finally {
+      this.currentSweep = undefined
+    }
+  }
+
+  private async sweepPass (): Promise<void> {
+    const discarded = this.discarded.splice(0)
+    for (const location of discarded) {
+      const owner = await this.metadata.getContentByAddress(location.address)
+      if (owner !== null) continue
+      await this.removeLocation(location)
+    }
+    for (;;) {
+      const orphans = await this.metadata.listOrphanedContents(SWEEP_BATCH)
+      if (orphans.length === 0) break
+      let removed = 0
+      for (const content of orphans) {
+        for (const location of content.locations) await this.removeLocation(location)
+        if (await this.metadata.deleteContentIfOrphaned(content.id)) {
+          removed++
+          this.log.debug({ contentId: content.id }, 'removed unreferenced content')
+        }
+      }
+      if (removed === 0 || orphans.length < SWEEP_BATCH) break
+    }
+  }
+
+  private async removeLocation (location: ContentLocation): Promise<void> {
+    const backend = this.backends.get(location.backend)
+    if (backend === undefined) return
+    try {
+      await backend.remove(location.address)
+    } catch (err) {
+      this.log.warn({ err, backend: location.backend, address: location.address }, 'could not remove content from backend')
+    }
+  }
+}

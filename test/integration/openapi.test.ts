@@ -1,0 +1,79 @@
+import { randomBytes } from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startTestAtlas, type TestAtlas } from '../fixtures/atlas.ts'
+import { checkResponse, documentedRoutes, toOpenApiPath, type Checked } from '../fixtures/openapi.ts'
+
+describe('openapi.yaml and the server agree', () => {
+  let t: TestAtlas
+  const checked: Checked[] = []
+
+  beforeAll(async () => { t = await startTestAtlas() })
+  afterAll(async () => { await t?.stop() })
+
+  const call = async (method: string, path: string, init: RequestInit & { auth?: boolean | string } = {}): Promise<Response> => {
+    const res = await t.api(path, { ...init, method })
+    checked.push(await checkResponse(method, path, res))
+    return res
+  }
+
+  it('documents every route the server has', () => {
+    const documented = new Set(documentedRoutes().map((r) => `${r.method} ${r.path}`))
+    const served = t.atlas.server.atlasRoutes.filter((r) => r.method !== 'OPTIONS')
+    expect(served.length).toBeGreaterThan(10)
+    const undocumented = served.map((r) => `${r.method} ${toOpenApiPath(r.url)}`).filter((r) => !documented.has(r))
+    expect(undocumented).toEqual([])
+  })
+
+  it('answers as documented on every route', async () => {
+    const json = { 'content-type': 'application/json' }
+    await call('GET', '/healthz', { auth: false })
+    await call('GET', '/readyz', { auth: false })
+    await call('GET', '/v1/buckets')
+    await call('GET', '/v1/buckets', { auth: false })
+    await call('PUT', '/v1/buckets/spec-bucket', { headers: json, body: '{"backends":["ipfs"],"public":true}' })
+    await call('PUT', '/v1/buckets/spec-bucket', { headers: json, body: '{}' })
+    await call('PUT', '/v1/buckets/BAD', {})
+    await call('GET', '/v1/buckets/spec-bucket')
+    await call('GET', '/v1/buckets/missing-bucket')
+    const body = randomBytes(1_500_000)
+    const stored = await call('PUT', '/v1/buckets/spec-bucket/objects/a/b.bin', { body, headers: { 'x-atlas-meta-k': 'v' } })
+    expect(stored.status).toBe(200)
+    const { contentId } = await stored.json() as { contentId: string }
+    await call('PUT', '/v1/buckets/missing-bucket/objects/x', { body: 'x' })
+    await call('PUT', '/v1/buckets/spec-bucket/objects/x', { body: 'x', auth: false })
+    const form = new FormData()
+    form.append('file', new Blob([Buffer.from('form')]), 'f.txt')
+    await call('POST', '/v1/buckets/spec-bucket/objects', { body: form })
+    await call('POST', '/v1/buckets/spec-bucket/objects', { body: 'x', headers: { 'content-type': 'text/plain' } })
+    await call('GET', '/v1/buckets/spec-bucket/objects?delimiter=/&limit=1')
+    await call('GET', '/v1/buckets/spec-bucket/objects?limit=5000')
+    await call('GET', '/v1/buckets/spec-bucket/objects/a/b.bin')
+    await call('GET', '/v1/buckets/spec-bucket/objects/a/b.bin', { headers: { range: 'bytes=0-9' } })
+    await call('GET', '/v1/buckets/spec-bucket/objects/a/b.bin', { headers: { range: 'bytes=9999999-' } })
+    await call('GET', '/v1/buckets/spec-bucket/objects/a/b.bin', { headers: { 'if-match': '"nope"' } })
+    await call('GET', '/v1/buckets/spec-bucket/objects/nope')
+    await call('HEAD', '/v1/buckets/spec-bucket/objects/a/b.bin')
+    await call('HEAD', '/v1/buckets/spec-bucket/objects/nope')
+    await call('GET', `/v1/content/${contentId}`)
+    await call('GET', `/v1/content/${contentId}`, { headers: { range: 'bytes=5-' } })
+    await call('GET', '/v1/content/garbage')
+    await call('GET', `/v1/content/sha256:${'0'.repeat(64)}`)
+    await call('HEAD', `/v1/content/${contentId}`)
+    await call('DELETE', '/v1/buckets/spec-bucket')
+    await call('DELETE', '/v1/buckets/spec-bucket/objects/a/b.bin')
+    await call('DELETE', '/v1/buckets/spec-bucket/objects/f.txt')
+    await call('DELETE', '/v1/buckets/spec-bucket/objects/x')
+    await call('DELETE', '/v1/buckets/spec-bucket')
+
+    const exercised = new Set(checked.map((c) => `${c.method} ${c.template}`))
+    const notExercised = documentedRoutes().map((r) => `${r.method} ${r.path}`).filter((r) => !exercised.has(r))
+    expect(notExercised).toEqual([])
+  })
+
+  it('catches a response that breaks the document', async () => {
+    const fake = new Response(JSON.stringify({ buckets: [{ name: 'x' }] }), { status: 200, headers: { 'content-type': 'application/json' } })
+    await expect(checkResponse('GET', '/v1/buckets', fake)).rejects.toThrow(/does not match/)
+    const undocumented = new Response('{}', { status: 418, headers: { 'content-type': 'application/json' } })
+    await expect(checkResponse('GET', '/v1/buckets', undocumented)).rejects.toThrow(/status 418/)
+  })
+})
