@@ -1,0 +1,635 @@
+/**
+ * The metadata store over Kysely, one implementation for SQLite and PostgreSQL.
+ *
+ * Reference counts and concurrency. Every write that adds, replaces or removes an object adjusts
+ * the counts of the contents involved in the same transaction, with `ref_count = ref_count ± 1`
+ * updates (never read-modify-write in JavaScript). On PostgreSQL several processes write at once,
+ * so each such transaction takes its locks in one fixed order, which rules out deadlocks between
+ * them:
+ *
+ * 1. the bucket row, `FOR KEY SHARE` (keeps `deleteBucket` out until commit, lets puts share it);
+ * 2. the new content row, inserted if missing (`ON CONFLICT DO NOTHING` takes no lock on a row
+ *    that exists);
+ * 3. the object row (bucket, key), `FOR UPDATE`, or inserted when absent;
+ * 4. the content rows whose counts change, in ascending id order;
+ * 5. the new content's location rows, in backend order.
+ *
+ * Garbage collection (`deleteContentIfOrphaned`) deletes a content only while its count is zero;
+ * should it delete a content between steps 2 and 3 of a put, the put's foreign-key check fails and
+ * the whole transaction is retried (it then inserts the content afresh). Deadlocks and
+ * serialization failures are retried too, as a last line of defence.
+ *
+ * On SQLite all transactions of a process run one at a time on one connection (see
+ * `sqlite-dialect.ts`), so the row locks are left out (SQLite has no `FOR UPDATE`).
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+import { sql } from 'kysely'
+import type { Kysely, Selectable, Transaction } from 'kysely'
+import type { BackendName } from '../backends/backend.ts'
+import { AtlasError } from '../core/errors.ts'
+import { classifyDbError, isDbError } from './db-errors.ts'
+import { compareKeys, isStorableText, prefixUpperBound } from './keys.ts'
+import { migrateToLatest } from './migrations/index.ts'
+import type {
+  AccessKeysTable,
+  BucketsTable,
+  ContentLocationsTable,
+  ContentsTable,
+  Database,
+  DialectName,
+  ObjectsTable
+} from './schema.ts'
+import type { SecretBox } from './secret-box.ts'
+import type {
+  AccessKey,
+  Account,
+  Bucket,
+  Content,
+  ContentLocation,
+  ListObjectsInput,
+  ListObjectsResult,
+  MetadataStore,
+  NewAccessKey,
+  ObjectRecord,
+  PutObjectInput,
+  PutObjectResult
+} from './store.ts'
+
+/** Entries a listing returns when the caller gives no limit */
+export const DEFAULT_LIST_LIMIT = 1000
+
+/** Rows fetched per round trip while a listing pages through the objects table */
+const LIST_PAGE_ROWS = 1000
+
+/** Attempts of a write transaction that fails with a retryable error */
+const MAX_TRANSACTION_ATTEMPTS = 8
+
+export interface KyselyMetadataStoreInit {
+  /** A Kysely instance over `dialect`; the store owns it and destroys it on `close()` */
+  db: Kysely<Database>
+  dialect: DialectName
+  /** Seals access-key secrets */
+  secretBox: SecretBox
+  logger?: { warn(...args: unknown[]): void }
+}
+
+/** {@link MetadataStore} over Kysely, for SQLite and PostgreSQL. */
+export class KyselyMetadataStore implements MetadataStore {
+  readonly dialect: DialectName
+  /** The Kysely instance, for tests and tools that inspect rows as stored */
+  readonly db: Kysely<Database>
+  readonly #box: SecretBox
+  readonly #logger: { warn(...args: unknown[]): void } | undefined
+  readonly #pg: boolean
+
+  constructor (init: KyselyMetadataStoreInit) {
+    this.db = init.db
+    this.dialect = init.dialect
+    this.#box = init.secretBox
+    this.#logger = init.logger
+    this.#pg = init.dialect === 'postgres'
+  }
+
+  async migrate (): Promise<void> {
+    if (this.#pg) {
+      // Text columns collate "C" for bytewise order, which is UTF-8 order only in a UTF-8 database
+      const { rows } = await sql<{ server_encoding: string }>`show server_encoding`.execute(this.db)
+      const encoding = rows[0]?.server_encoding
+      if (encoding !== 'UTF8') throw new Error(`The PostgreSQL database must use UTF8 encoding, not ${String(encoding)}`)
+    }
+    await migrateToLatest(this.db, this.dialect)
+  }
+
+  async close (): Promise<void> {
+    await this.db.destroy()
+  }
+
+  // Accounts
+
+  async createAccount (input: { id: string, name: string }): Promise<Account> {
+    requireText(input.id, 'account id')
+    requireText(input.name, 'account name')
+    const createdAt = new Date()
+    try {
+      await this.db.insertInto('accounts')
+        .values({ id: input.id, name: input.name, created_at: createdAt.toISOString() })
+        .execute()
+    } catch (err) {
+      if (isDbError(err, 'unique')) throw new AtlasError('Conflict', `Account ${input.id} already exists`, { cause: err })
+      throw err
+    }
+    return { id: input.id, name: input.name, createdAt }
+  }
+
+  async getAccount (id: string): Promise<Account | null> {
+    const row = await this.db.selectFrom('accounts').selectAll().where('id', '=', id).executeTakeFirst()
+    return row === undefined ? null : { id: row.id, name: row.name, createdAt: toDate(row.created_at) }
+  }
+
+  async listAccounts (): Promise<Account[]> {
+    const rows = await this.db.selectFrom('accounts').selectAll().orderBy('id').execute()
+    return rows.map(row => ({ id: row.id, name: row.name, createdAt: toDate(row.created_at) }))
+  }
+
+  // Access keys
+
+  /** Stores the secret sealed; the returned key leaves the secret out (the caller has it). */
+  async createAccessKey (input: NewAccessKey): Promise<AccessKey> {
+    requireText(input.accessKeyId, 'access key id')
+    requireText(input.tokenHash, 'token hash')
+    const createdAt = new Date()
+    try {
+      await this.db.insertInto('access_keys')
+        .values({
+          access_key_id: input.accessKeyId,
+          account_id: input.accountId,
+          secret_enc: this.#box.seal(input.secretAccessKey, input.accessKeyId),
+          token_hash: input.tokenHash,
+          created_at: createdAt.toISOString(),
+          revoked_at: null
+        })
+        .execute()
+    } catch (err) {
+      const info = classifyDbError(err)
+      if (info?.kind === 'unique') throw new AtlasError('Conflict', `Access key ${input.accessKeyId} or its token already exists`, { cause: err })
+      if (info?.kind === 'foreign-key') throw new AtlasError('NoSuchAccount', `No account ${input.accountId}`, { cause: err })
+      throw err
+    }
+    return { accessKeyId: input.accessKeyId, accountId: input.accountId, createdAt, revokedAt: null }
+  }
+
+  async getAccessKey (accessKeyId: string, options: { includeRevoked?: boolean } = {}): Promise<AccessKey | null> {
+    const row = await this.db.selectFrom('access_keys').selectAll().where('access_key_id', '=', accessKeyId).executeTakeFirst()
+    if (row === undefined) return null
+    if (row.revoked_at !== null && options.includeRevoked !== true) return null
+    return { ...toAccessKey(row), secretAccessKey: this.#box.open(row.secret_enc, row.access_key_id) }
+  }
+
+  async getAccessKeyByTokenHash (tokenHash: string): Promise<AccessKey | null> {
+    const row = await this.db.selectFrom('access_keys').selectAll()
+      .where('token_hash', '=', tokenHash)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst()
+    return row === undefined ? null : toAccessKey(row)
+  }
+
+  /** Every key of the account, revoked ones included, oldest first, without secrets. */
+  async listAccessKeys (accountId: string): Promise<AccessKey[]> {
+    const rows = await this.db.selectFrom('access_keys').selectAll()
+      .where('account_id', '=', accountId)
+      .orderBy('created_at').orderBy('access_key_id')
+      .execute()
+    return rows.map(toAccessKey)
+  }
+
+  async revokeAccessKey (accessKeyId: string): Promise<boolean> {
+    const result = await this.db.updateTable('access_keys')
+      .set({ revoked_at: new Date().toISOString() })
+      .where('access_key_id', '=', accessKeyId)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst()
+    return result.numUpdatedRows > 0n
+  }
+
+  // Buckets
+
+  async createBucket (input: Omit<Bucket, 'createdAt'>): Promise<Bucket> {
+    requireText(input.name, 'bucket name', 'InvalidBucketName')
+    const createdAt = new Date()
+    // A unique violation means the name is taken, by us or by someone else; the owner is read
+    // after the fact. Should that row vanish in between (deleted concurrently), try again.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.db.insertInto('buckets')
+          .values({
+            name: input.name,
+            owner_id: input.ownerId,
+            backends: JSON.stringify(input.backends),
+            public: input.public,
+            created_at: createdAt.toISOString()
+          })
+          .execute()
+        return { name: input.name, ownerId: input.ownerId, backends: [...input.backends], public: input.public, createdAt }
+      } catch (err) {
+        const info = classifyDbError(err)
+        if (info?.kind === 'foreign-key') throw new AtlasError('NoSuchAccount', `No account ${input.ownerId}`, { cause: err })
+        if (info?.kind !== 'unique') throw err
+        const existing = await this.db.selectFrom('buckets').select('owner_id').where('name', '=', input.name).executeTakeFirst()
+        if (existing === undefined && attempt < MAX_TRANSACTION_ATTEMPTS) continue
+        if (existing?.owner_id === input.ownerId) {
+          throw new AtlasError('BucketAlreadyOwnedByYou', `You already own bucket ${input.name}`, { cause: err })
+        }
+        throw new AtlasError('BucketAlreadyExists', `Bucket ${input.name} already exists`, { cause: err })
+      }
+    }
+  }
+
+  async getBucket (name: string): Promise<Bucket | null> {
+    if (!isStorableText(name)) return null
+    const row = await this.db.selectFrom('buckets').selectAll().where('name', '=', name).executeTakeFirst()
+    return row === undefined ? null : toBucket(row)
+  }
+
+  async listBuckets (ownerId: string): Promise<Bucket[]> {
+    const rows = await this.db.selectFrom('buckets').selectAll().where('owner_id', '=', ownerId).orderBy('name').execute()
+    return rows.map(toBucket)
+  }
+
+  async deleteBucket (name: string): Promise<void> {
+    requireBucketName(name)
+    try {
+      await this.#transaction(async trx => {
+        // FOR UPDATE waits for puts in flight (they hold FOR KEY SHARE) and keeps new ones out
+        const bucket = await trx.selectFrom('buckets').select('name').where('name', '=', name)
+          .$if(this.#pg, qb => qb.forUpdate())
+          .executeTakeFirst()
+        if (bucket === undefined) throw new AtlasError('NoSuchBucket', `No bucket ${name}`)
+        const object = await trx.selectFrom('objects').select('key').where('bucket', '=', name).limit(1).executeTakeFirst()
+        if (object !== undefined) throw new AtlasError('BucketNotEmpty', `Bucket ${name} is not empty`)
+        await trx.deleteFrom('buckets').where('name', '=', name).execute()
+      })
+    } catch (err) {
+      // The foreign key from objects is the final word should a put slip in regardless
+      if (isDbError(err, 'foreign-key')) throw new AtlasError('BucketNotEmpty', `Bucket ${name} is not empty`, { cause: err })
+      throw err
+    }
+  }
+
+  // Objects
+
+  async putObject (input: PutObjectInput): Promise<PutObjectResult> {
+    requireBucketName(input.bucket)
+    requireText(input.key, 'object key', 'InvalidObjectKey')
+    requireText(input.content.id, 'content id')
+    if (!Number.isSafeInteger(input.content.size) || input.content.size < 0) {
+      throw new AtlasError('InvalidArgument', `Invalid content size ${input.content.size}`)
+    }
+    const { bucket, key, content } = input
+    const locations = [...input.content.locations].sort((a, b) => a.backend < b.backend ? -1 : a.backend > b.backend ? 1 : 0)
+    const metadata = JSON.stringify(input.metadata)
+
+    return await this.#transaction(async trx => {
+      const createdAt = new Date()
+      const now = createdAt.toISOString()
+
+      // 1. The bucket
+      const found = await trx.selectFrom('buckets').select('name').where('name', '=', bucket)
+        .$if(this.#pg, qb => qb.forKeyShare())
+        .executeTakeFirst()
+      if (found === undefined) throw new AtlasError('NoSuchBucket', `No bucket ${bucket}`)
+
+      // 2. The content row, with no reference yet when it is new
+      await trx.insertInto('contents')
+        .values({ id: content.id, size: content.size, ref_count: 0, created_at: now })
+        .onConflict(oc => oc.column('id').doNothing())
+        .execute()
+
+      // 3. The object row: lock the one in place, or insert it. An insert that meets a row
+      // committed meanwhile by a concurrent put inserts nothing, and the loop locks that row.
+      const row = {
+        content_id: content.id,
+        size: content.size,
+        etag: input.etag,
+        content_type: input.contentType,
+        metadata,
+        created_at: now
+      }
+      let previous: string | undefined
+      for (let attempt = 1; ; attempt++) {
+        // Each turn means another put created the row and a delete removed it again in between;
+        // a few turns settle any real contention
+        if (attempt > MAX_TRANSACTION_ATTEMPTS) throw new AtlasError('Conflict', `Too many concurrent writes to ${bucket}/${key}`)
+        const existing = await trx.selectFrom('objects').select('content_id')
+          .where('bucket', '=', bucket).where('key', '=', key)
+          .$if(this.#pg, qb => qb.forUpdate())
+          .executeTakeFirst()
+        if (existing !== undefined) {
+          previous = existing.content_id
+          await trx.updateTable('objects').set(row).where('bucket', '=', bucket).where('key', '=', key).execute()
+          break
+        }
+        const inserted = await trx.insertInto('objects')
+          .values({ bucket, key, ...row })
+          .onConflict(oc => oc.columns(['bucket', 'key']).doNothing())
+          .returning('key')
+          .executeTakeFirst()
+        if (inserted !== undefined) break
+      }
+
+      // 4. The counts, in id order. Replacing an object by the same content changes nothing.
+      const deltas = new Map<string, number>()
+      if (previous !== content.id) {
+        deltas.set(content.id, 1)
+        if (previous !== undefined) deltas.set(previous, -1)
+      }
+      let orphanedId: string | undefined
+      for (const id of [...deltas.keys()].sort()) {
+        const delta = deltas.get(id) ?? 0
+        const updated = await trx.updateTable('contents')
+          .set({ ref_count: sql<number>`ref_count + ${delta}` })
+          .where('id', '=', id)
+          .returning(['ref_count', 'size'])
+          .executeTakeFirst()
+        if (updated === undefined) throw new AtlasError('InternalError', `Content ${id} vanished during a put`)
+        if (id === content.id && toSafeNumber(updated.size) !== content.size) {
+          throw new AtlasError('InternalError', `Content ${id} is already stored with size ${String(updated.size)}, not ${content.size}`)
+        }
+        if (delta < 0 && toSafeNumber(updated.ref_count) === 0) orphanedId = id
+      }
+
+      // 5. The locations: a backend's entry is replaced by the newest report of it
+      for (const location of locations) {
+        await trx.insertInto('content_locations')
+          .values({ content_id: content.id, backend: location.backend, address: location.address, extra: JSON.stringify(location.extra) })
+          .onConflict(oc => oc.columns(['content_id', 'backend']).doUpdateSet(eb => ({
+            address: eb.ref('excluded.address'),
+            extra: eb.ref('excluded.extra')
+          })))
+          .execute()
+      }
+
+      const orphaned = orphanedId === undefined ? null : await loadContent(trx, orphanedId)
+      const object: ObjectRecord = {
+        bucket,
+        key,
+        contentId: content.id,
+        size: content.size,
+        etag: input.etag,
+        contentType: input.contentType,
+        metadata: { ...input.metadata },
+        createdAt
+      }
+      return { object, orphaned }
+    }, err => {
+      // Garbage collection removed the content between steps 2 and 3: start over
+      const info = classifyDbError(err)
+      return info?.kind === 'foreign-key' && info.constraint === 'objects_content_id_fkey'
+    })
+  }
+
+  async getObject (bucket: string, key: string): Promise<ObjectRecord | null> {
+    if (!isStorableText(bucket) || !isStorableText(key)) return null
+    const row = await this.db.selectFrom('objects').selectAll().where('bucket', '=', bucket).where('key', '=', key).executeTakeFirst()
+    return row === undefined ? null : toObject(row)
+  }
+
+  /** Deleting an object that does not exist (or a bucket that does not) returns null. */
+  async deleteObject (bucket: string, key: string): Promise<{ object: ObjectRecord, orphaned: Content | null } | null> {
+    if (!isStorableText(bucket) || !isStorableText(key)) return null
+    return await this.#transaction(async trx => {
+      const row = await trx.deleteFrom('objects').where('bucket', '=', bucket).where('key', '=', key).returningAll().executeTakeFirst()
+      if (row === undefined) return null
+      const updated = await trx.updateTable('contents')
+        .set({ ref_count: sql<number>`ref_count - 1` })
+        .where('id', '=', row.content_id)
+        .returning('ref_count')
+        .executeTakeFirst()
+      if (updated === undefined) throw new AtlasError('InternalError', `Content ${row.content_id} of ${bucket}/${key} is missing`)
+      const orphaned = toSafeNumber(updated.ref_count) === 0 ? await loadContent(trx, row.content_id) : null
+      return { object: toObject(row), orphaned }
+    })
+  }
+
+  /**
+   * Keys in bytewise (UTF-8) order, as S3 lists them.
+   *
+   * With a delimiter, keys that contain it after the prefix roll up into one common prefix, which
+   * counts as one entry toward `limit`. `next` is the last key or common prefix returned; passed
+   * back as `after`, a common prefix skips every key under it (any other `after` is a plain key:
+   * one inside a rolled-up prefix yields that prefix again). The objects table is read in pages,
+   * and past a common prefix the scan seeks to the least key above it instead of reading the keys
+   * it holds, so memory and round trips stay bounded by the page size and the entries returned.
+   *
+   * A `limit` of 0 returns nothing and is not truncated.
+   *
+   * @throws AtlasError NoSuchBucket, InvalidArgument
+   */
+  async listObjects (input: ListObjectsInput): Promise<ListObjectsResult> {
+    const limit = input.limit ?? DEFAULT_LIST_LIMIT
+    if (!Number.isSafeInteger(limit) || limit < 0) throw new AtlasError('InvalidArgument', `Invalid limit ${limit}`)
+    const prefix = input.prefix ?? ''
+    const delimiter = input.delimiter === undefined || input.delimiter === '' ? undefined : input.delimiter
+    for (const [name, value] of [['prefix', prefix], ['delimiter', delimiter], ['marker', input.after]] as const) {
+      if (value !== undefined && !isStorableText(value)) throw new AtlasError('InvalidArgument', `Invalid ${name}`)
+    }
+    requireBucketName(input.bucket)
+    const bucket = await this.db.selectFrom('buckets').select('name').where('name', '=', input.bucket).executeTakeFirst()
+    if (bucket === undefined) throw new AtlasError('NoSuchBucket', `No bucket ${input.bucket}`)
+    if (limit === 0) return { objects: [], commonPrefixes: [], truncated: false }
+
+    const rollUp = (key: string): string | undefined => {
+      if (delimiter === undefined) return undefined
+      const at = key.indexOf(delimiter, prefix.length)
+      return at < 0 ? undefined : key.slice(0, at + delimiter.length)
+    }
+    // Everything under the prefix is below `upper`; undefined means no upper bound
+    const upper = prefixUpperBound(prefix)
+
+    // The scan position: keys >= lower.key (or > when exclusive); undefined when nothing is left.
+    // A key after the prefix that does not start with it lies above every key under the prefix.
+    // A common prefix as `after` (as `next` hands it out) skips every key under it.
+    const after = input.after
+    let lower: { key: string, exclusive: boolean } | undefined = { key: prefix, exclusive: false }
+    if (after !== undefined && after.startsWith(prefix)) {
+      if (rollUp(after) === after) {
+        const past = prefixUpperBound(after)
+        lower = past === undefined ? undefined : { key: past, exclusive: false }
+      } else {
+        lower = { key: after, exclusive: true }
+      }
+    } else if (after !== undefined && compareKeys(after, prefix) > 0) {
+      lower = undefined
+    }
+
+    type Entry = { prefix: string } | { object: Selectable<ObjectsTable> }
+    const entries: Entry[] = []
+    const wanted = limit + 1 // one more than asked tells whether the listing is truncated
+    const pageRows = Math.min(wanted, LIST_PAGE_ROWS)
+
+    scan: while (lower !== undefined) {
+      const from = lower
+      const rows = await this.db.selectFrom('objects').selectAll()
+        .where('bucket', '=', input.bucket)
+        .where('key', from.exclusive ? '>' : '>=', from.key)
+        .$if(upper !== undefined, qb => qb.where('key', '<', upper as string))
+        .orderBy('key')
+        .limit(pageRows)
+        .execute()
+      const last = rows.at(-1)
+      lower = rows.length < pageRows || last === undefined ? undefined : { key: last.key, exclusive: true }
+
+      for (let i = 0; i < rows.length; i++) {
+        const row = rows[i] as Selectable<ObjectsTable>
+        const common = rollUp(row.key)
+        if (common === undefined) {
+          entries.push({ object: row })
+          if (entries.length === wanted) break scan
+          continue
+        }
+        entries.push({ prefix: common })
+        if (entries.length === wanted) break scan
+        // Skip the rest of this common prefix: within the page, or by seeking past it
+        while (i + 1 < rows.length && (rows[i + 1] as Selectable<ObjectsTable>).key.startsWith(common)) i++
+        if (i + 1 === rows.length && lower !== undefined) {
+          const past = prefixUpperBound(common)
+          lower = past === undefined ? undefined : { key: past, exclusive: false }
+        }
+      }
+    }
+
+    const truncated = entries.length > limit
+    if (truncated) entries.length = limit
+    const result: ListObjectsResult = { objects: [], commonPrefixes: [], truncated }
+    for (const entry of entries) {
+      if ('prefix' in entry) result.commonPrefixes.push(entry.prefix)
+      else result.objects.push(toObject(entry.object))
+    }
+    const final = entries.at(-1)
+    if (truncated && final !== undefined) result.next = 'prefix' in final ? final.prefix : final.object.key
+    return result
+  }
+
+  // Contents
+
+  async getContent (id: string): Promise<Content | null> {
+    return await loadContent(this.db, id)
+  }
+
+  async getContentByAddress (address: string): Promise<Content | null> {
+    const row = await this.db.selectFrom('content_locations').select('content_id')
+      .where('address', '=', address)
+      .orderBy('content_id')
+      .limit(1)
+      .executeTakeFirst()
+    return row === undefined ? null : await loadContent(this.db, row.content_id)
+  }
+
+  async listContentBuckets (contentId: string): Promise<Bucket[]> {
+    const rows = await this.db.selectFrom('buckets').selectAll()
+      .where(eb => eb.exists(eb.selectFrom('objects').select('key')
+        .whereRef('objects.bucket', '=', 'buckets.name')
+        .where('objects.content_id', '=', contentId)))
+      .orderBy('name')
+      .execute()
+    return rows.map(toBucket)
+  }
+
+  /** Oldest first. */
+  async listOrphanedContents (limit: number): Promise<Content[]> {
+    if (!Number.isSafeInteger(limit) || limit < 0) throw new AtlasError('InvalidArgument', `Invalid limit ${limit}`)
+    if (limit === 0) return []
+    const rows = await this.db.selectFrom('contents').selectAll()
+      .where('ref_count', '=', 0)
+      .orderBy('created_at').orderBy('id')
+      .limit(limit)
+      .execute()
+    if (rows.length === 0) return []
+    const locations = await this.db.selectFrom('content_locations').selectAll()
+      .where('content_id', 'in', rows.map(r => r.id))
+      .orderBy('content_id').orderBy('backend')
+      .execute()
+    return rows.map(row => toContent(row, locations.filter(l => l.content_id === row.id)))
+  }
+
+  async deleteContentIfOrphaned (id: string): Promise<boolean> {
+    // The condition is evaluated on the row as it is when the delete takes its lock, so a put
+    // that took a reference meanwhile wins. The locations go with it (ON DELETE CASCADE).
+    const result = await this.db.deleteFrom('contents').where('id', '=', id).where('ref_count', '=', 0).executeTakeFirst()
+    return result.numDeletedRows > 0n
+  }
+
+  /**
+   * Run `fn` in a transaction, again when it fails with a deadlock, a serialization failure, a
+   * busy database or what `retryable` accepts. Work inside `fn` must therefore be repeatable.
+   */
+  async #transaction<T> (fn: (trx: Transaction<Database>) => Promise<T>, retryable?: (err: unknown) => boolean): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.db.transaction().execute(fn)
+      } catch (err) {
+        const retry = isDbError(err, 'retry') || (retryable?.(err) ?? false)
+        if (!retry || attempt >= MAX_TRANSACTION_ATTEMPTS) throw err
+        this.#logger?.warn({ attempt, code: (err as { code?: unknown }).code }, 'retrying a metadata transaction')
+        // Jittered backoff, so that the transactions that collided do not collide again
+        await sleep(Math.random() * 5 * attempt)
+      }
+    }
+  }
+}
+
+async function loadContent (db: Kysely<Database>, id: string): Promise<Content | null> {
+  const row = await db.selectFrom('contents').selectAll().where('id', '=', id).executeTakeFirst()
+  if (row === undefined) return null
+  const locations = await db.selectFrom('content_locations').selectAll().where('content_id', '=', id).orderBy('backend').execute()
+  return toContent(row, locations)
+}
+
+function toContent (row: Selectable<ContentsTable>, locations: Array<Selectable<ContentLocationsTable>>): Content {
+  return {
+    id: row.id,
+    size: toSafeNumber(row.size),
+    refCount: toSafeNumber(row.ref_count),
+    locations: locations.map(toLocation),
+    createdAt: toDate(row.created_at)
+  }
+}
+
+function toLocation (row: Selectable<ContentLocationsTable>): ContentLocation {
+  return { backend: row.backend as BackendName, address: row.address, extra: JSON.parse(row.extra) as Record<string, string> }
+}
+
+function toBucket (row: Selectable<BucketsTable>): Bucket {
+  return {
+    name: row.name,
+    ownerId: row.owner_id,
+    backends: JSON.parse(row.backends) as BackendName[],
+    public: row.public === true || row.public === 1,
+    createdAt: toDate(row.created_at)
+  }
+}
+
+function toObject (row: Selectable<ObjectsTable>): ObjectRecord {
+  return {
+    bucket: row.bucket,
+    key: row.key,
+    contentId: row.content_id,
+    size: toSafeNumber(row.size),
+    etag: row.etag,
+    contentType: row.content_type,
+    metadata: JSON.parse(row.metadata) as Record<string, string>,
+    createdAt: toDate(row.created_at)
+  }
+}
+
+function toAccessKey (row: Selectable<AccessKeysTable>): AccessKey {
+  return {
+    accessKeyId: row.access_key_id,
+    accountId: row.account_id,
+    createdAt: toDate(row.created_at),
+    revokedAt: row.revoked_at === null ? null : toDate(row.revoked_at)
+  }
+}
+
+function toDate (value: Date | string): Date {
+  return value instanceof Date ? value : new Date(value)
+}
+
+/** A 64-bit column as a number; a value beyond 2^53 is corruption, not something to round. */
+function toSafeNumber (value: number | bigint): number {
+  if (typeof value === 'number') return value
+  const number = Number(value)
+  if (!Number.isSafeInteger(number)) throw new AtlasError('InternalError', `Integer ${value} exceeds the safe range`)
+  return number
+}
+
+/** A name no bucket can have (see `isStorableText`) names no bucket that exists. */
+function requireBucketName (name: string): void {
+  if (!isStorableText(name)) throw new AtlasError('NoSuchBucket', 'No such bucket')
+}
+
+/** Refuse text the two dialects would store differently (see `isStorableText`). */
+function requireText (value: string, what: string, code: 'InvalidArgument' | 'InvalidBucketName' | 'InvalidObjectKey' = 'InvalidArgument'): void {
+  if (typeof value !== 'string' || value === '' || !isStorableText(value)) {
+    throw new AtlasError(code, `Invalid ${what}: it must be non-empty, well-formed Unicode without NUL`)
+  }
+}

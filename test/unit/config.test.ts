@@ -1,0 +1,55 @@
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { ConfigError, loadConfig, publicUrl } from '../../src/config.ts'
+
+describe('configuration', () => {
+  it('has embedded defaults', () => {
+    const c = loadConfig({ env: {} })
+    expect(c).toMatchObject({ host: '127.0.0.1', port: 8080, logLevel: 'info', defaultBackends: ['ipfs'] })
+    expect(c.dataDir).toBe(resolve('./data'))
+    expect(c.databaseUrl).toBeUndefined()
+    expect(c.ipfs).toEqual({ offline: false, listen: ['/ip4/0.0.0.0/tcp/4001'], bootstrap: [] })
+    expect(c.limits.maxObjectSize).toBe(5 * 1024 ** 3)
+    expect(publicUrl(c)).toBe('http://127.0.0.1:8080')
+  })
+
+  it('reads ATLAS_* variables over the file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'atlas-config-'))
+    const file = join(dir, 'atlas.json')
+    await writeFile(file, JSON.stringify({ port: 9000, host: '0.0.0.0', ipfs: { offline: true } }))
+    const c = loadConfig({
+      file,
+      env: {
+        ATLAS_PORT: '9100',
+        ATLAS_DATABASE_URL: 'postgres://u:p@localhost/atlas',
+        ATLAS_IPFS_LISTEN: '/ip4/127.0.0.1/tcp/4001, /ip4/127.0.0.1/tcp/4002',
+        ATLAS_MAX_OBJECT_SIZE: '1024',
+        ATLAS_PUBLIC_URL: 'https://atlas.example.org/'
+      }
+    })
+    expect(c.port).toBe(9100)
+    expect(c.host).toBe('0.0.0.0')
+    expect(c.ipfs.offline).toBe(true)
+    expect(c.ipfs.listen).toEqual(['/ip4/127.0.0.1/tcp/4001', '/ip4/127.0.0.1/tcp/4002'])
+    expect(c.limits.maxObjectSize).toBe(1024)
+    expect(c.databaseUrl).toBe('postgres://u:p@localhost/atlas')
+    expect(publicUrl(c)).toBe('https://atlas.example.org')
+  })
+
+  it('fails fast with the path and variable of each bad field', () => {
+    const attempt = (): unknown => loadConfig({ env: { ATLAS_PORT: 'eighty', ATLAS_IPFS_OFFLINE: 'maybe', ATLAS_DATABASE_URL: 'mysql://x' } })
+    expect(attempt).toThrow(ConfigError)
+    try {
+      attempt()
+    } catch (err) {
+      const message = (err as Error).message
+      expect(message).toContain('port (ATLAS_PORT)')
+      expect(message).toContain('ipfs.offline (ATLAS_IPFS_OFFLINE)')
+      expect(message).toContain('databaseUrl (ATLAS_DATABASE_URL)')
+    }
+    expect(() => loadConfig({ env: { ATLAS_DEFAULT_BACKENDS: 'ipfs,floppy' } })).toThrow(/defaultBackends/)
+    expect(() => loadConfig({ env: { ATLAS_CONFIG: '/nonexistent/atlas.json' } })).toThrow(/Cannot read config file/)
+  })
+})
