@@ -50,7 +50,27 @@ export const ERROR_TABLE = {
   InternalError: { status: 500, s3: 'InternalError', title: 'Internal error' },
   NotImplemented: { status: 501, s3: 'NotImplemented', title: 'Not implemented' },
   ContentUnavailable: { status: 503, s3: 'ServiceUnavailable', title: 'Content unavailable' },
-  ServiceUnavailable: { status: 503, s3: 'ServiceUnavailable', title: 'Service unavailable' }
+  ServiceUnavailable: { status: 503, s3: 'ServiceUnavailable', title: 'Service unavailable' },
+  // S3 authentication and payload integrity (SigV4, aws-chunked, checksums)
+  InvalidAccessKeyId: { status: 403, s3: 'InvalidAccessKeyId', title: 'Unknown access key' },
+  SignatureDoesNotMatch: { status: 403, s3: 'SignatureDoesNotMatch', title: 'Signature does not match' },
+  RequestTimeTooSkewed: { status: 403, s3: 'RequestTimeTooSkewed', title: 'Request time too skewed' },
+  ExpiredRequest: { status: 403, s3: 'AccessDenied', title: 'Request has expired' },
+  AuthorizationHeaderMalformed: { status: 400, s3: 'AuthorizationHeaderMalformed', title: 'Malformed authorization header' },
+  AuthorizationQueryParametersError: { status: 400, s3: 'AuthorizationQueryParametersError', title: 'Malformed presigned query' },
+  XAmzContentSHA256Mismatch: { status: 400, s3: 'XAmzContentSHA256Mismatch', title: 'Payload hash mismatch' },
+  InvalidDigest: { status: 400, s3: 'InvalidDigest', title: 'Invalid digest' },
+  InvalidRequest: { status: 400, s3: 'InvalidRequest', title: 'Invalid request' },
+  MissingContentLength: { status: 411, s3: 'MissingContentLength', title: 'Content-Length required' },
+  // S3 operations
+  NoSuchUpload: { status: 404, s3: 'NoSuchUpload', title: 'No such multipart upload' },
+  InvalidPart: { status: 400, s3: 'InvalidPart', title: 'Invalid part' },
+  InvalidPartOrder: { status: 400, s3: 'InvalidPartOrder', title: 'Parts out of order' },
+  EntityTooSmall: { status: 400, s3: 'EntityTooSmall', title: 'Part too small' },
+  MalformedXML: { status: 400, s3: 'MalformedXML', title: 'Malformed XML' },
+  InvalidLocationConstraint: { status: 400, s3: 'InvalidLocationConstraint', title: 'Invalid location constraint' },
+  InvalidTag: { status: 400, s3: 'InvalidTag', title: 'Invalid tag' },
+  NoSuchTagSet: { status: 404, s3: 'NoSuchTagSet', title: 'No tag set' }
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERROR_TABLE
