@@ -81,6 +81,46 @@ export interface ObjectsTable {
   metadata: string
   /** When this version of the object was written (S3's Last-Modified) */
   created_at: MutableTimestamp
+  /** JSON object of the object's tags (migration 0002; `{}` for rows written before it) */
+  tags: ColumnType<string, string | undefined, string>
+  /** JSON object of checksums, algorithm → base64 (migration 0002; `{}` for older rows) */
+  checksums: ColumnType<string, string | undefined, string>
+}
+
+/** A multipart upload in progress (migration 0002). */
+export interface MultipartUploadsTable {
+  /** Opaque, URL-safe, and sorting in the order the uploads were created (see `upload-id.ts`) */
+  upload_id: string
+  bucket: string
+  key: string
+  /** The account that initiated the upload */
+  initiator_id: string
+  content_type: string
+  /** JSON object of user metadata, as `objects.metadata` */
+  metadata: string
+  /** JSON object of the tags the object will get */
+  tags: string
+  /** The checksum algorithm named at creation (`x-amz-checksum-algorithm`), if any */
+  checksum_algorithm: string | null
+  /** `COMPOSITE` or `FULL_OBJECT` (`x-amz-checksum-type`), if named */
+  checksum_type: string | null
+  created_at: Timestamp
+}
+
+/** A part of a multipart upload (migration 0002). */
+export interface MultipartPartsTable {
+  upload_id: string
+  /** 1 to 10,000 */
+  part_number: number
+  size: Int64
+  /** Hex MD5 of the part's bytes */
+  etag: string
+  /** JSON object of checksums, algorithm → base64 */
+  checksums: string
+  /** Where the gateway staged the part's bytes; the store only records it */
+  staging_path: string
+  /** When this version of the part was uploaded (rewritten when the part is replaced) */
+  created_at: MutableTimestamp
 }
 
 /** Every table of the metadata database, keyed by table name. */
@@ -91,6 +131,8 @@ export interface Database {
   contents: ContentsTable
   content_locations: ContentLocationsTable
   objects: ObjectsTable
+  multipart_uploads: MultipartUploadsTable
+  multipart_parts: MultipartPartsTable
 }
 
 /** The SQL dialects the store runs on. */

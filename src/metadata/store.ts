@@ -68,8 +68,30 @@ export interface ObjectRecord {
   contentType: string
   /** User metadata (x-amz-meta-*) and stored response headers (cache-control …) */
   metadata: Record<string, string>
+  /** S3 object tags, key → value; `{}` when the object has none */
+  tags: Record<string, string>
+  /** Checksums of the bytes, algorithm → base64 (`{ CRC32: '…', SHA256: '…' }`); `{}` when none */
+  checksums: Record<string, string>
   createdAt: Date
 }
+
+/**
+ * Tags as a caller hands them over: a map, or key–value pairs in the order a client sent them
+ * (`[...new URLSearchParams(xAmzTagging)]`, a parsed `<TagSet>`), so that the store can refuse a
+ * key that appears twice rather than keep the last one.
+ *
+ * The store enforces S3's limits (see {@link MAX_OBJECT_TAGS}) and throws AtlasError `InvalidTag`
+ * otherwise: at most 10 tags, keys 1 to 128 UTF-16 code units, values 0 to 256, no key twice,
+ * well-formed text without NUL.
+ */
+export type TagsInput = Readonly<Record<string, string>> | ReadonlyArray<readonly [key: string, value: string]>
+
+/** Most tags an object may carry (S3's limit) */
+export const MAX_OBJECT_TAGS = 10
+/** Longest tag key, in UTF-16 code units */
+export const MAX_TAG_KEY_LENGTH = 128
+/** Longest tag value, in UTF-16 code units */
+export const MAX_TAG_VALUE_LENGTH = 256
 
 export interface PutObjectInput {
   bucket: string
@@ -79,6 +101,17 @@ export interface PutObjectInput {
   etag: string
   contentType: string
   metadata: Record<string, string>
+  /**
+   * The new object's tags (x-amz-tagging, or what CopyObject carries over). A put replaces the
+   * whole object, tags included.
+   * @default {}
+   */
+  tags?: TagsInput
+  /**
+   * Checksums of the bytes, algorithm → base64.
+   * @default {}
+   */
+  checksums?: Record<string, string>
 }
 
 export interface PutObjectResult {
@@ -106,6 +139,136 @@ export interface ListObjectsResult {
   next?: string
 }
 
+/** Lowest and highest part numbers S3 allows */
+export const MIN_PART_NUMBER = 1
+export const MAX_PART_NUMBER = 10_000
+
+/** A multipart upload in progress. */
+export interface MultipartUpload {
+  /**
+   * Opaque and URL-safe (lowercase Crockford base32). Ids sort bytewise in the order the uploads
+   * were created, which is how S3's `upload-id-marker` and its per-key order agree.
+   */
+  uploadId: string
+  bucket: string
+  key: string
+  /** The account that initiated the upload */
+  initiatorId: string
+  /** The Content-Type the object will get */
+  contentType: string
+  /** The metadata the object will get, as {@link ObjectRecord.metadata} */
+  metadata: Record<string, string>
+  /** The tags the object will get (x-amz-tagging at CreateMultipartUpload) */
+  tags: Record<string, string>
+  /** x-amz-checksum-algorithm named at creation (`CRC32`, `SHA256` …), or null */
+  checksumAlgorithm: string | null
+  /** x-amz-checksum-type named at creation (`COMPOSITE`, `FULL_OBJECT`), or null */
+  checksumType: string | null
+  /** When the upload was initiated (S3's `Initiated`) */
+  createdAt: Date
+}
+
+export interface CreateMultipartUploadInput {
+  bucket: string
+  key: string
+  initiatorId: string
+  contentType: string
+  metadata: Record<string, string>
+  /** @default {} */
+  tags?: TagsInput
+  /** @default null */
+  checksumAlgorithm?: string | null
+  /** @default null */
+  checksumType?: string | null
+}
+
+/** One uploaded part of a multipart upload. */
+export interface Part {
+  uploadId: string
+  /** 1 to 10,000 */
+  partNumber: number
+  size: number
+  /** Hex MD5 of the part's bytes */
+  etag: string
+  /** Checksums of the part's bytes, algorithm → base64 */
+  checksums: Record<string, string>
+  /** Where the gateway staged the bytes; the store only records it */
+  stagingPath: string
+  /** When this version of the part was uploaded (S3's `LastModified` of a part) */
+  createdAt: Date
+}
+
+export interface PutPartInput {
+  uploadId: string
+  /** 1 to 10,000; anything else is AtlasError `InvalidArgument` */
+  partNumber: number
+  size: number
+  etag: string
+  /** @default {} */
+  checksums?: Record<string, string>
+  stagingPath: string
+}
+
+export interface ListPartsOptions {
+  /** Return parts with numbers strictly above this one (S3's `part-number-marker`) */
+  after?: number
+  /** @default 1000 */
+  limit?: number
+}
+
+export interface ListPartsResult {
+  /** In part-number order */
+  parts: Part[]
+  /** True when more parts follow the last one returned */
+  truncated: boolean
+  /** The part number to pass as `after` to continue, when truncated */
+  next?: number
+}
+
+export interface ListMultipartUploadsOptions {
+  prefix?: string
+  delimiter?: string
+  /** S3's `key-marker`: start after this key (or after every key under it, when it is a common prefix) */
+  keyMarker?: string
+  /**
+   * S3's `upload-id-marker`: with `keyMarker`, uploads of that very key whose ids sort after this
+   * one are listed too. Ignored without `keyMarker`, as S3 does.
+   */
+  uploadIdMarker?: string
+  /** @default 1000 */
+  limit?: number
+}
+
+export interface ListMultipartUploadsResult {
+  /** By key (bytewise), then by creation (upload id) */
+  uploads: MultipartUpload[]
+  commonPrefixes: string[]
+  /** True when more entries follow the last one returned */
+  truncated: boolean
+  /** When truncated: the key of the last upload, or the last common prefix */
+  nextKeyMarker?: string
+  /** When truncated and the last entry is an upload: its id */
+  nextUploadIdMarker?: string
+}
+
+export interface CompleteMultipartUploadInput {
+  uploadId: string
+  /** The object to write, as {@link MetadataStore.putObject} takes it; bucket and key must be the upload's */
+  object: PutObjectInput
+  /**
+   * The parts the object was assembled from, as the client listed them. When given, each must
+   * still be stored with that etag when the upload row is locked, otherwise AtlasError
+   * `InvalidPart` and nothing changes (a part replaced concurrently is not silently dropped).
+   * Stored parts left out of the list are deleted like the others, as S3 discards them.
+   */
+  parts?: ReadonlyArray<{ partNumber: number, etag: string }>
+}
+
+export interface CompleteMultipartUploadResult extends PutObjectResult {
+  /** Every part row the completion deleted: their staging files can go */
+  parts: Part[]
+}
+
 export interface MetadataStore {
   readonly dialect: 'sqlite' | 'postgres'
 
@@ -130,8 +293,14 @@ export interface MetadataStore {
   createBucket(input: Omit<Bucket, 'createdAt'>): Promise<Bucket>
   getBucket(name: string): Promise<Bucket | null>
   listBuckets(ownerId: string): Promise<Bucket[]>
-  /** @throws AtlasError NoSuchBucket, BucketNotEmpty */
-  deleteBucket(name: string): Promise<void>
+  /**
+   * Delete an empty bucket. Multipart uploads in progress do not keep it alive (S3 refuses only
+   * for objects): they are aborted in the same transaction, and their parts returned so that
+   * the caller removes the staged bytes.
+   *
+   * @throws AtlasError NoSuchBucket, BucketNotEmpty (then nothing is aborted)
+   */
+  deleteBucket(name: string): Promise<{ abortedParts: Part[] }>
 
   /**
    * Create or replace the object at (bucket, key) and take a reference on its content, in one
@@ -144,6 +313,60 @@ export interface MetadataStore {
   /** @returns the deleted object and its content when that lost its last reference */
   deleteObject(bucket: string, key: string): Promise<{ object: ObjectRecord, orphaned: Content | null } | null>
   listObjects(input: ListObjectsInput): Promise<ListObjectsResult>
+  /**
+   * Replace the object's whole tag set; `{}` removes every tag (DeleteObjectTagging). The object
+   * keeps its Last-Modified time and ETag, as in S3.
+   *
+   * @returns the object with its new tags
+   * @throws AtlasError InvalidTag, NoSuchBucket, NoSuchKey
+   */
+  putObjectTags(bucket: string, key: string, tags: TagsInput): Promise<ObjectRecord>
+
+  /**
+   * Start a multipart upload. The store generates the id.
+   *
+   * @throws AtlasError NoSuchBucket, NoSuchAccount (initiator), InvalidTag, InvalidObjectKey
+   */
+  createMultipartUpload(input: CreateMultipartUploadInput): Promise<MultipartUpload>
+  /** The upload in progress, or null when unknown, completed or aborted */
+  getMultipartUpload(uploadId: string): Promise<MultipartUpload | null>
+  /**
+   * Record a part, replacing any earlier part with the same number. Waits for, and loses to, a
+   * completion or abort of the upload that is under way.
+   *
+   * @returns the part row it replaced, whose staging file the caller may delete (unless it has
+   * the same `stagingPath`), or null
+   * @throws AtlasError NoSuchUpload, InvalidArgument (part number, size)
+   */
+  putPart(input: PutPartInput): Promise<{ replaced: Part | null }>
+  /**
+   * The upload's parts in number order, a page at a time (S3 ListParts).
+   * @throws AtlasError NoSuchUpload, InvalidArgument
+   */
+  listParts(uploadId: string, options?: ListPartsOptions): Promise<ListPartsResult>
+  /**
+   * The bucket's uploads in progress, in S3's order: by key (bytewise), then by creation. With a
+   * delimiter, keys roll up into common prefixes, each counting as one entry toward `limit`.
+   *
+   * @throws AtlasError NoSuchBucket, InvalidArgument
+   */
+  listMultipartUploads(bucket: string, options?: ListMultipartUploadsOptions): Promise<ListMultipartUploadsResult>
+  /**
+   * Turn the upload into an object, in one transaction: lock the upload, write the object
+   * exactly as {@link putObject} does (references included), delete the upload and its parts.
+   * Of two completions (or a completion and an abort) of one upload exactly one succeeds.
+   *
+   * @throws AtlasError NoSuchUpload (also when the object's bucket or key is not the upload's),
+   * InvalidPart, NoSuchBucket, and what putObject throws
+   */
+  completeMultipartUpload(input: CompleteMultipartUploadInput): Promise<CompleteMultipartUploadResult>
+  /**
+   * Delete the upload and its parts.
+   * @returns the deleted parts (their staging files can go), or null when the upload is unknown
+   */
+  abortMultipartUpload(uploadId: string): Promise<Part[] | null>
+  /** Uploads created before `olderThan`, oldest first: for the expiry sweeper, which aborts them */
+  listStaleMultipartUploads(olderThan: Date, limit: number): Promise<MultipartUpload[]>
 
   getContent(id: string): Promise<Content | null>
   /** The content that has `address` as a native address on some backend */

@@ -11,10 +11,11 @@ import pg from 'pg'
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createMetadataStore } from '../../src/metadata/index.ts'
 import { KyselyMetadataStore } from '../../src/metadata/kysely-store.ts'
-import { MIGRATION_TABLE, MIGRATIONS } from '../../src/metadata/migrations/index.ts'
+import { migrateTo, MIGRATION_TABLE, MIGRATIONS } from '../../src/metadata/migrations/index.ts'
 import { createPostgresDialect, createPostgresPool } from '../../src/metadata/postgres.ts'
 import type { Database } from '../../src/metadata/schema.ts'
 import { SecretBox } from '../../src/metadata/secret-box.ts'
+import type { Part, PutPartInput } from '../../src/metadata/store.ts'
 import { startPostgres } from '../fixtures/postgres.ts'
 import type { PostgresCluster } from '../fixtures/postgres.ts'
 import { metadataStoreTests, putInput, testContent } from './metadata-store.ts'
@@ -63,7 +64,7 @@ async function createDatabase (): Promise<string> {
 }
 
 /**
- * One migrated database for the shared suite, emptied before each test: truncating six tables
+ * One migrated database for the shared suite, emptied before each test: truncating its tables
  * costs a fraction of creating and migrating a database per test. The migrations themselves are
  * tested on empty databases below.
  */
@@ -74,13 +75,13 @@ async function emptiedSharedDatabase (): Promise<string> {
     await store.migrate()
     await store.close()
   }
-  await admin(shared, async client => await client.query('truncate objects, content_locations, contents, buckets, access_keys, accounts'))
+  await admin(shared, async client => await client.query('truncate multipart_parts, multipart_uploads, objects, content_locations, contents, buckets, access_keys, accounts'))
   return shared
 }
 
-function rawStore (url: string, secretKey: Uint8Array): KyselyMetadataStore {
+function rawStore (url: string, secretKey: Uint8Array, logger?: { warn(...args: unknown[]): void }): KyselyMetadataStore {
   const db = new Kysely<Database>({ dialect: createPostgresDialect(createPostgresPool({ url })) })
-  return new KyselyMetadataStore({ db, dialect: 'postgres', secretBox: new SecretBox(secretKey) })
+  return new KyselyMetadataStore({ db, dialect: 'postgres', secretBox: new SecretBox(secretKey), logger })
 }
 
 if (unavailable !== undefined) {
@@ -108,6 +109,11 @@ suite('postgres', () => {
     async rawAccessKeyRow (store, accessKeyId) {
       if (!(store instanceof KyselyMetadataStore)) throw new TypeError('expected a KyselyMetadataStore')
       return await store.db.selectFrom('access_keys').selectAll().where('access_key_id', '=', accessKeyId).executeTakeFirst()
+    },
+    async storeAtMigration (migration) {
+      const store = rawStore(await createDatabase(), randomBytes(32))
+      await migrateTo(store.db, 'postgres', migration)
+      return { store, db: store.db }
     }
   })
 
@@ -115,11 +121,15 @@ suite('postgres', () => {
     const key = randomBytes(32)
     let stores: KyselyMetadataStore[] = []
     let url: string
+    /** What the stores logged: each retried transaction (a deadlock, say) is one entry */
+    let warnings: unknown[][] = []
 
     beforeEach(async () => {
       url = await createDatabase()
+      warnings = []
+      const logger = { warn: (...args: unknown[]) => { warnings.push(args) } }
       // Two stores with two pools: two gateway replicas sharing one database
-      stores = [rawStore(url, key), rawStore(url, key)]
+      stores = [rawStore(url, key, logger), rawStore(url, key, logger)]
     })
 
     afterEach(async () => {
@@ -221,15 +231,77 @@ suite('postgres', () => {
       expect((await a.getContent(current.id))?.refCount).toBe(0)
     })
 
+    it('completes, aborts, records parts and deletes buckets from two pools in one lock order', async () => {
+      const [a, b] = stores as [KyselyMetadataStore, KyselyMetadataStore]
+      await a.migrate()
+      await a.createAccount({ id: 'owner', name: 'Owner' })
+      const part = (uploadId: string, partNumber: number): PutPartInput => ({
+        uploadId, partNumber, size: 1, etag: `etag-${partNumber}`, checksums: {}, stagingPath: `/staging/${uploadId}/${partNumber}`
+      })
+      const codeOf = (outcome: PromiseSettledResult<unknown>): string | undefined =>
+        outcome.status === 'rejected' ? (outcome.reason as { code?: string }).code : undefined
+
+      for (let round = 0; round < 12; round++) {
+        const bucket = `race-${round}`
+        await a.createBucket({ name: bucket, ownerId: 'owner', backends: ['ipfs'], public: false })
+        const completing = await a.createMultipartUpload({ bucket, key: 'k', initiatorId: 'owner', contentType: 'x', metadata: {} })
+        const aborting = await b.createMultipartUpload({ bucket, key: 'j', initiatorId: 'owner', contentType: 'x', metadata: {} })
+        const recorded = [part(completing.uploadId, 1), part(completing.uploadId, 2), part(aborting.uploadId, 1)]
+        for (const p of recorded) await a.putPart(p)
+        const late = [part(completing.uploadId, 3), part(aborting.uploadId, 2)]
+        const content = testContent(`race-${round}`)
+
+        const [completed, deleted, aborted, ...puts] = await Promise.allSettled([
+          a.completeMultipartUpload({ uploadId: completing.uploadId, object: putInput(bucket, 'k', content) }),
+          b.deleteBucket(bucket),
+          a.abortMultipartUpload(aborting.uploadId),
+          ...late.map(async (p, i) => await (i % 2 === 0 ? b : a).putPart(p))
+        ])
+
+        // Either the completion or the bucket deletion won, never both
+        expect([completed?.status, deleted?.status].filter(s => s === 'fulfilled')).toHaveLength(1)
+        if (completed?.status === 'fulfilled') {
+          expect(codeOf(deleted as PromiseSettledResult<unknown>)).toBe('BucketNotEmpty')
+          expect((await a.getObject(bucket, 'k'))?.contentId).toBe(content.id)
+          expect((await a.getContent(content.id))?.refCount).toBe(1)
+        } else {
+          expect(['NoSuchBucket', 'NoSuchUpload']).toContain(codeOf(completed as PromiseSettledResult<unknown>))
+          expect(await a.getBucket(bucket)).toBeNull()
+          expect(await a.getContent(content.id)).toBeNull()
+        }
+        for (const p of puts) if (p.status === 'rejected') expect(codeOf(p)).toBe('NoSuchUpload')
+        expect(aborted?.status).toBe('fulfilled')
+
+        // Every part recorded is handed back exactly once: by the completion, the abort, the
+        // bucket deletion, or still stored
+        recorded.push(...late.filter((_, i) => puts[i]?.status === 'fulfilled'))
+        const returned: Part[] = [
+          ...(completed?.status === 'fulfilled' ? completed.value.parts : []),
+          ...(deleted?.status === 'fulfilled' ? deleted.value.abortedParts : []),
+          ...(aborted?.status === 'fulfilled' ? aborted.value ?? [] : [])
+        ]
+        for (const u of [completing, aborting]) {
+          if (await a.getMultipartUpload(u.uploadId) !== null) returned.push(...(await a.listParts(u.uploadId)).parts)
+        }
+        expect(returned.map(p => p.stagingPath).sort()).toEqual(recorded.map(p => p.stagingPath).sort())
+      }
+      // No transaction had to be retried: the fixed lock order leaves nothing to deadlock
+      expect(warnings).toEqual([])
+    })
+
     it('declares the key columns COLLATE "C"', async () => {
       const a = stores[0] as KyselyMetadataStore
       await a.migrate()
       const columns = await sql<{ table_name: string, column_name: string, collation_name: string | null }>`
         select table_name, column_name, collation_name from information_schema.columns
-        where table_name in ('objects', 'buckets') and column_name in ('key', 'bucket', 'name')
+        where table_name in ('objects', 'buckets', 'multipart_uploads', 'multipart_parts') and column_name in ('key', 'bucket', 'name', 'upload_id')
         order by table_name, column_name`.execute(a.db)
       expect(columns.rows.map(r => [r.table_name, r.column_name, r.collation_name])).toEqual([
         ['buckets', 'name', 'C'],
+        ['multipart_parts', 'upload_id', 'C'],
+        ['multipart_uploads', 'bucket', 'C'],
+        ['multipart_uploads', 'key', 'C'],
+        ['multipart_uploads', 'upload_id', 'C'],
         ['objects', 'bucket', 'C'],
         ['objects', 'key', 'C']
       ])

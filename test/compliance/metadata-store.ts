@@ -6,17 +6,25 @@
  * directly (sorted keys, filter, roll up, cut at the limit), never from the store under test.
  */
 import { createHash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import fc from 'fast-check'
+import type { Kysely } from 'kysely'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { canonicalIdFromSha256 } from '../../src/core/content-id.ts'
 import { AtlasError } from '../../src/core/errors.ts'
 import type { ErrorCode } from '../../src/core/errors.ts'
+import { MIGRATION_TABLE, MIGRATIONS } from '../../src/metadata/migrations/index.ts'
 import type {
   ContentLocation,
+  ListMultipartUploadsOptions,
+  ListMultipartUploadsResult,
   ListObjectsInput,
   ListObjectsResult,
   MetadataStore,
-  PutObjectInput
+  MultipartUpload,
+  Part,
+  PutObjectInput,
+  PutPartInput
 } from '../../src/metadata/store.ts'
 
 export interface MetadataStoreTestOptions {
@@ -25,6 +33,12 @@ export interface MetadataStoreTestOptions {
   teardown(store: MetadataStore): Promise<void>
   /** The access_keys row of `accessKeyId` exactly as the database holds it */
   rawAccessKeyRow(store: MetadataStore, accessKeyId: string): Promise<Record<string, unknown> | undefined>
+  /**
+   * A store over a fresh database migrated up to and including `migration` only (as an older
+   * release left it), with the Kysely instance to write rows in that schema; the suite migrates
+   * it to the latest and tears it down with `teardown`.
+   */
+  storeAtMigration(migration: string): Promise<{ store: MetadataStore, db: Kysely<any> }>
 }
 
 // Helpers shared with the dialect-specific test files
@@ -126,6 +140,90 @@ async function listAll (store: MetadataStore, input: ListObjectsInput): Promise<
   throw new Error('listing did not end')
 }
 
+export interface ModelUploadListing {
+  /** [key, upload id] */
+  uploads: Array<[string, string]>
+  commonPrefixes: string[]
+  truncated: boolean
+  nextKeyMarker?: string
+  nextUploadIdMarker?: string
+}
+
+/**
+ * S3's ListMultipartUploads over a set of uploads, by definition: by key in byte order, then by
+ * upload id (creation order); after the key marker, or with an upload-id marker after that
+ * upload of the marker's key; rolled up at the delimiter; a common prefix counted once and never
+ * one equal to the key marker.
+ */
+export function modelUploadList (all: Iterable<{ key: string, uploadId: string }>, input: ListMultipartUploadsOptions): ModelUploadListing {
+  const prefix = input.prefix ?? ''
+  const delimiter = input.delimiter === '' ? undefined : input.delimiter
+  const limit = input.limit ?? 1000
+  const marker = input.keyMarker
+  const idMarker = input.uploadIdMarker === '' ? undefined : input.uploadIdMarker
+  const sorted = [...all].sort((a, b) => byteOrder(a.key, b.key) || (a.uploadId < b.uploadId ? -1 : a.uploadId > b.uploadId ? 1 : 0))
+  const entries: Array<{ upload: [string, string] } | { prefix: string }> = []
+  let lastPrefix: string | undefined
+  for (const { key, uploadId } of sorted) {
+    if (!key.startsWith(prefix)) continue
+    if (marker !== undefined) {
+      const order = byteOrder(key, marker)
+      if (idMarker === undefined ? order <= 0 : order < 0 || (order === 0 && uploadId <= idMarker)) continue
+    }
+    const at = delimiter === undefined ? -1 : key.indexOf(delimiter, prefix.length)
+    if (at >= 0 && delimiter !== undefined) {
+      const common = key.slice(0, at + delimiter.length)
+      if (common === marker || common === lastPrefix) continue
+      lastPrefix = common
+      entries.push({ prefix: common })
+    } else {
+      entries.push({ upload: [key, uploadId] })
+    }
+  }
+  const page = entries.slice(0, limit)
+  const truncated = limit > 0 && entries.length > limit
+  const result: ModelUploadListing = {
+    uploads: page.flatMap(e => 'upload' in e ? [e.upload] : []),
+    commonPrefixes: page.flatMap(e => 'prefix' in e ? [e.prefix] : []),
+    truncated
+  }
+  const last = page.at(-1)
+  if (truncated && last !== undefined) {
+    if ('prefix' in last) {
+      result.nextKeyMarker = last.prefix
+    } else {
+      result.nextKeyMarker = last.upload[0]
+      result.nextUploadIdMarker = last.upload[1]
+    }
+  }
+  return result
+}
+
+function summariseUploads (result: ListMultipartUploadsResult): ModelUploadListing {
+  const summary: ModelUploadListing = {
+    uploads: result.uploads.map(u => [u.key, u.uploadId]),
+    commonPrefixes: result.commonPrefixes,
+    truncated: result.truncated
+  }
+  if (result.nextKeyMarker !== undefined) summary.nextKeyMarker = result.nextKeyMarker
+  if (result.nextUploadIdMarker !== undefined) summary.nextUploadIdMarker = result.nextUploadIdMarker
+  return summary
+}
+
+/** Follow the next markers until the upload listing is complete; returns every page. */
+async function listAllUploads (store: MetadataStore, bucket: string, input: ListMultipartUploadsOptions): Promise<ListMultipartUploadsResult[]> {
+  const pages: ListMultipartUploadsResult[] = []
+  let markers: ListMultipartUploadsOptions = {}
+  for (let i = 0; i < 10_000; i++) {
+    const page = await store.listMultipartUploads(bucket, { ...input, ...markers })
+    pages.push(page)
+    if (!page.truncated) return pages
+    expect(page.nextKeyMarker).toBeDefined()
+    markers = { keyMarker: page.nextKeyMarker, uploadIdMarker: page.nextUploadIdMarker }
+  }
+  throw new Error('listing did not end')
+}
+
 export function metadataStoreTests (name: string, options: MetadataStoreTestOptions): void {
   describe(`MetadataStore compliance: ${name}`, () => {
     let store: MetadataStore
@@ -155,6 +253,53 @@ export function metadataStoreTests (name: string, options: MetadataStoreTestOpti
         await Promise.all([store.migrate(), store.migrate()])
         expect(await store.getAccount('acct')).toMatchObject({ id: 'acct', name: 'Acct' })
         expect(store.dialect === 'sqlite' || store.dialect === 'postgres').toBe(true)
+      })
+
+      it('upgrades a database created at 0001 and keeps its objects, with no tags and no checksums', async () => {
+        const { store: legacy, db } = await options.storeAtMigration('0001-initial')
+        try {
+          const applied = async (): Promise<string[]> => (await db.selectFrom(MIGRATION_TABLE).select('name').orderBy('name').execute()).map(r => r.name as string)
+          expect(await applied()).toEqual(['0001-initial'])
+          // Rows as release 0001 wrote them: its columns only
+          const written = new Date('2024-05-06T07:08:09.123Z')
+          const content = testContent('legacy')
+          await db.insertInto('accounts').values({ id: 'owner', name: 'Owner', created_at: written.toISOString() }).execute()
+          await db.insertInto('buckets').values({ name: 'old', owner_id: 'owner', backends: '["ipfs"]', public: false, created_at: written.toISOString() }).execute()
+          await db.insertInto('contents').values({ id: content.id, size: content.size, ref_count: 2, created_at: written.toISOString() }).execute()
+          await db.insertInto('content_locations').values({ content_id: content.id, backend: 'ipfs', address: 'ipfs-legacy', extra: '{}' }).execute()
+          for (const key of ['a', 'b']) {
+            await db.insertInto('objects').values({
+              bucket: 'old', key, content_id: content.id, size: content.size, etag: `etag-${key}`,
+              content_type: 'text/plain', metadata: '{"x-amz-meta-k":"v"}', created_at: written.toISOString()
+            }).execute()
+          }
+
+          await legacy.migrate()
+          expect(await applied()).toEqual(Object.keys(MIGRATIONS).sort())
+          const object = await legacy.getObject('old', 'a')
+          expect(object).toEqual({
+            bucket: 'old',
+            key: 'a',
+            contentId: content.id,
+            size: content.size,
+            etag: 'etag-a',
+            contentType: 'text/plain',
+            metadata: { 'x-amz-meta-k': 'v' },
+            tags: {},
+            checksums: {},
+            createdAt: written
+          })
+          expect((await legacy.listObjects({ bucket: 'old' })).objects.map(o => [o.key, o.tags, o.checksums])).toEqual([['a', {}, {}], ['b', {}, {}]])
+          expect((await legacy.getContent(content.id))?.refCount).toBe(2)
+
+          // And the new features work on the upgraded rows
+          expect((await legacy.putObjectTags('old', 'a', { colour: 'blue' })).tags).toEqual({ colour: 'blue' })
+          expect((await legacy.deleteObject('old', 'b'))?.orphaned).toBeNull()
+          const upload = await legacy.createMultipartUpload({ bucket: 'old', key: 'new', initiatorId: 'owner', contentType: 'x', metadata: {} })
+          expect(await legacy.getMultipartUpload(upload.uploadId)).toEqual(upload)
+        } finally {
+          await options.teardown(legacy)
+        }
       })
     })
 
@@ -301,7 +446,7 @@ export function metadataStoreTests (name: string, options: MetadataStoreTestOpti
         await expectAtlasError(store.deleteBucket('full'), 'BucketNotEmpty')
         expect(await store.getBucket('full')).not.toBeNull()
         await store.deleteObject('full', 'k')
-        await store.deleteBucket('full')
+        expect(await store.deleteBucket('full')).toEqual({ abortedParts: [] })
         expect(await store.getBucket('full')).toBeNull()
         await expectAtlasError(store.deleteBucket('full'), 'NoSuchBucket')
         // The name is free again, for anyone
@@ -669,6 +814,528 @@ export function metadataStoreTests (name: string, options: MetadataStoreTestOpti
             expect(pages.flatMap(p => p.commonPrefixes)).toEqual(all.commonPrefixes)
           }
         ), { numRuns: 40 })
+      })
+    })
+
+    describe('object tags and checksums', () => {
+      beforeEach(async () => {
+        await bucketWithOwner('bucket')
+      })
+
+      it('stores tags and checksums with an object, and a put replaces them', async () => {
+        const content = testContent('tagged')
+        const checksums = { CRC32: 'AAAAAA==', SHA256: 'n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=' }
+        const put = await store.putObject(putInput('bucket', 'k', content, { tags: { project: 'atlas', empty: '' }, checksums }))
+        expect(put.object).toMatchObject({ tags: { project: 'atlas', empty: '' }, checksums })
+        expect(await store.getObject('bucket', 'k')).toEqual(put.object)
+        expect((await store.listObjects({ bucket: 'bucket' })).objects).toEqual([put.object])
+
+        // Pairs, as parsed from x-amz-tagging, are accepted too
+        const pairs = await store.putObject(putInput('bucket', 'pairs', content, { tags: [['a', '1'], ['b', '2']] }))
+        expect(pairs.object.tags).toEqual({ a: '1', b: '2' })
+
+        // A put without tags or checksums replaces the whole object: none are left
+        const plain = await store.putObject(putInput('bucket', 'k', content))
+        expect(plain.object).toMatchObject({ tags: {}, checksums: {} })
+        expect(await store.getObject('bucket', 'k')).toMatchObject({ tags: {}, checksums: {} })
+        expect(await refCount(content)).toBe(2)
+      })
+
+      it('replaces and deletes the tag set without touching the rest of the object', async () => {
+        const put = await store.putObject(putInput('bucket', 'k', testContent('t'), { tags: { a: '1' }, checksums: { CRC32C: 'AAAAAA==' } }))
+        const tagged = await store.putObjectTags('bucket', 'k', { b: '2', c: '3' })
+        expect(tagged).toEqual({ ...put.object, tags: { b: '2', c: '3' } })
+        expect(await store.getObject('bucket', 'k')).toEqual(tagged)
+        expect((await store.putObjectTags('bucket', 'k', [['d', '4']])).tags).toEqual({ d: '4' })
+        const cleared = await store.putObjectTags('bucket', 'k', {})
+        expect(cleared).toEqual({ ...put.object, tags: {} })
+        expect(cleared.createdAt.getTime()).toBe(put.object.createdAt.getTime())
+
+        await expectAtlasError(store.putObjectTags('bucket', 'missing', { a: '1' }), 'NoSuchKey')
+        await expectAtlasError(store.putObjectTags('bucket', 'nul\u0000', { a: '1' }), 'NoSuchKey')
+        await expectAtlasError(store.putObjectTags('missing', 'k', { a: '1' }), 'NoSuchBucket')
+      })
+
+      it('enforces S3 tag limits with InvalidTag and writes nothing', async () => {
+        const ten = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`k${i}`, `v${i}`]))
+        const content = testContent('limits')
+        await store.putObject(putInput('bucket', 'k', content, { tags: ten }))
+        const valid: Array<Record<string, string>> = [
+          { ['k'.repeat(128)]: 'v'.repeat(256) },
+          // Lengths count UTF-16 code units: 64 emoji are 128 of them
+          { ['\u{1F600}'.repeat(64)]: '\u{1F600}'.repeat(128) },
+          { key: '' }
+        ]
+        for (const tags of valid) expect((await store.putObjectTags('bucket', 'k', tags)).tags).toEqual(tags)
+
+        const invalid: Array<PutObjectInput['tags']> = [
+          { ...ten, k10: 'v10' },
+          { '': 'v' },
+          { ['k'.repeat(129)]: 'v' },
+          { ['\u{1F600}'.repeat(65)]: 'v' },
+          { k: 'v'.repeat(257) },
+          { k: 'nul\u0000' },
+          { 'lone\uD800': 'v' },
+          [['dup', '1'], ['dup', '2']],
+          [['only-key']] as unknown as Array<[string, string]>,
+          { k: 42 } as unknown as Record<string, string>
+        ]
+        for (const tags of invalid) {
+          await expectAtlasError(store.putObjectTags('bucket', 'k', tags ?? {}), 'InvalidTag')
+          await expectAtlasError(store.putObject(putInput('bucket', 'other', testContent('other'), { tags })), 'InvalidTag')
+          await expectAtlasError(store.createMultipartUpload({ bucket: 'bucket', key: 'mpu', initiatorId: 'owner', contentType: 'x', metadata: {}, tags }), 'InvalidTag')
+        }
+        expect(await store.getObject('bucket', 'k')).toMatchObject({ tags: { key: '' } })
+        expect(await store.getObject('bucket', 'other')).toBeNull()
+        expect(await store.getContent(testContent('other').id)).toBeNull()
+        expect((await store.listMultipartUploads('bucket')).uploads).toEqual([])
+      })
+
+      it('refuses checksums that are not a map of text', async () => {
+        for (const checksums of [{ CRC32: 1 }, { '': 'x' }, { CRC32: 'a\u0000' }, ['x']] as unknown as Array<Record<string, string>>) {
+          await expectAtlasError(store.putObject(putInput('bucket', 'k', testContent('c'), { checksums })), 'InvalidArgument')
+        }
+        expect(await store.getObject('bucket', 'k')).toBeNull()
+      })
+    })
+
+    describe('multipart uploads', () => {
+      beforeEach(async () => {
+        await bucketWithOwner('bucket')
+      })
+
+      async function upload (key: string, bucket = 'bucket', extra: Partial<Parameters<MetadataStore['createMultipartUpload']>[0]> = {}): Promise<MultipartUpload> {
+        return await store.createMultipartUpload({ bucket, key, initiatorId: 'owner', contentType: 'application/octet-stream', metadata: {}, ...extra })
+      }
+
+      function part (uploadId: string, partNumber: number, version = 'v1', extra: Partial<PutPartInput> = {}): PutPartInput {
+        const etag = createHash('md5').update(`${uploadId}/${partNumber}/${version}`).digest('hex')
+        return { uploadId, partNumber, size: 5 * 1024 * 1024 + partNumber, etag, checksums: { CRC32: `crc-${partNumber}-${version}` }, stagingPath: `/staging/${uploadId}/${partNumber}-${version}`, ...extra }
+      }
+
+      /** What a stored part should look like, minus its time */
+      function stored (input: PutPartInput): Omit<Part, 'createdAt'> {
+        return { uploadId: input.uploadId, partNumber: input.partNumber, size: input.size, etag: input.etag, checksums: input.checksums ?? {}, stagingPath: input.stagingPath }
+      }
+
+      function withoutTime (parts: Part[]): Array<Omit<Part, 'createdAt'>> {
+        return parts.map(({ createdAt, ...rest }) => {
+          expect(createdAt).toBeInstanceOf(Date)
+          return rest
+        })
+      }
+
+      it('creates and gets an upload with what the object will carry', async () => {
+        const before = Date.now()
+        const created = await upload('dir/big.bin', 'bucket', {
+          contentType: 'video/mp4',
+          metadata: { 'x-amz-meta-a': 'b' },
+          tags: [['t', '1']],
+          checksumAlgorithm: 'CRC32',
+          checksumType: 'COMPOSITE'
+        })
+        expect(created).toMatchObject({
+          bucket: 'bucket',
+          key: 'dir/big.bin',
+          initiatorId: 'owner',
+          contentType: 'video/mp4',
+          metadata: { 'x-amz-meta-a': 'b' },
+          tags: { t: '1' },
+          checksumAlgorithm: 'CRC32',
+          checksumType: 'COMPOSITE'
+        })
+        expect(created.createdAt.getTime()).toBeGreaterThanOrEqual(before - 1000)
+        expect(created.uploadId).toMatch(/^[0-9a-z]{16,}$/)
+        expect(await store.getMultipartUpload(created.uploadId)).toEqual(created)
+        const plain = await upload('dir/big.bin')
+        expect(plain).toMatchObject({ tags: {}, checksumAlgorithm: null, checksumType: null })
+        expect(await store.getMultipartUpload(plain.uploadId)).toEqual(plain)
+
+        // Ids are unique and sort in creation order
+        const ids = [created.uploadId, plain.uploadId]
+        for (let i = 0; i < 20; i++) ids.push((await upload('same')).uploadId)
+        expect(new Set(ids).size).toBe(ids.length)
+        expect([...ids].sort()).toEqual(ids)
+
+        expect(await store.getMultipartUpload('unknown')).toBeNull()
+        expect(await store.getMultipartUpload('nul\u0000')).toBeNull()
+        await expectAtlasError(upload('k', 'missing'), 'NoSuchBucket')
+        await expectAtlasError(upload('k', 'bucket', { initiatorId: 'ghost' }), 'NoSuchAccount')
+        await expectAtlasError(upload(''), 'InvalidObjectKey')
+        await expectAtlasError(upload('nul\u0000'), 'InvalidObjectKey')
+      })
+
+      it('records parts, and a part uploaded again replaces the old one, which it returns', async () => {
+        const u = await upload('k')
+        const one = part(u.uploadId, 1)
+        const two = part(u.uploadId, 2, 'v1', { checksums: undefined })
+        expect(await store.putPart(one)).toEqual({ replaced: null })
+        expect(await store.putPart(two)).toEqual({ replaced: null })
+
+        const oneAgain = part(u.uploadId, 1, 'v2')
+        const { replaced } = await store.putPart(oneAgain)
+        expect(replaced).toMatchObject(stored(one))
+        expect(replaced?.createdAt).toBeInstanceOf(Date)
+
+        const listed = await store.listParts(u.uploadId)
+        expect(listed.truncated).toBe(false)
+        expect(listed.next).toBeUndefined()
+        expect(withoutTime(listed.parts)).toEqual([stored(oneAgain), { ...stored(two), checksums: {} }])
+
+        for (const partNumber of [0, 10_001, 1.5, -1, Number.NaN]) {
+          await expectAtlasError(store.putPart(part(u.uploadId, partNumber)), 'InvalidArgument')
+        }
+        await expectAtlasError(store.putPart(part(u.uploadId, 3, 'v1', { size: -1 })), 'InvalidArgument')
+        expect(await store.putPart(part(u.uploadId, 10_000))).toEqual({ replaced: null })
+        await expectAtlasError(store.putPart(part('unknown', 1)), 'NoSuchUpload')
+        await expectAtlasError(store.putPart(part('nul\u0000', 1, 'v1', { stagingPath: '/staging/nul' })), 'NoSuchUpload')
+      })
+
+      it('upserts one part number from many concurrent writers: every version is returned once', async () => {
+        const u = await upload('k')
+        const versions = Array.from({ length: 12 }, (_, i) => part(u.uploadId, 7, `v${i}`))
+        const results = await Promise.all(versions.map(async v => await store.putPart(v)))
+        expect(results.filter(r => r.replaced === null)).toHaveLength(1)
+        const final = (await store.listParts(u.uploadId)).parts
+        expect(final).toHaveLength(1)
+        // The replaced staging paths and the one left stored are each version exactly once
+        const paths = [...results.flatMap(r => r.replaced === null ? [] : [r.replaced.stagingPath]), ...final.map(p => p.stagingPath)]
+        expect(paths.sort()).toEqual(versions.map(v => v.stagingPath).sort())
+      })
+
+      it('pages through parts in number order', async () => {
+        const u = await upload('k')
+        for (const n of [7, 3, 1, 5, 2, 6, 4]) await store.putPart(part(u.uploadId, n))
+        const first = await store.listParts(u.uploadId, { limit: 3 })
+        expect(first.parts.map(p => p.partNumber)).toEqual([1, 2, 3])
+        expect(first).toMatchObject({ truncated: true, next: 3 })
+        const second = await store.listParts(u.uploadId, { after: first.next, limit: 3 })
+        expect(second.parts.map(p => p.partNumber)).toEqual([4, 5, 6])
+        expect(second).toMatchObject({ truncated: true, next: 6 })
+        const third = await store.listParts(u.uploadId, { after: second.next, limit: 3 })
+        expect(third.parts.map(p => p.partNumber)).toEqual([7])
+        expect(third.truncated).toBe(false)
+        expect(third.next).toBeUndefined()
+        // Exactly full is not truncated
+        expect(await store.listParts(u.uploadId, { after: 4, limit: 3 })).toMatchObject({ truncated: false })
+        expect((await store.listParts(u.uploadId)).parts).toHaveLength(7)
+        expect((await store.listParts(u.uploadId, { after: 10_000 })).parts).toEqual([])
+        expect(await store.listParts(u.uploadId, { limit: 0 })).toEqual({ parts: [], truncated: false })
+        await expectAtlasError(store.listParts(u.uploadId, { limit: -1 }), 'InvalidArgument')
+        await expectAtlasError(store.listParts('unknown'), 'NoSuchUpload')
+        // Another upload's parts are its own
+        expect((await store.listParts((await upload('k')).uploadId)).parts).toEqual([])
+      })
+
+      it('lists uploads by key in byte order, then by creation, and continues from key and upload-id markers', async () => {
+        const made: MultipartUpload[] = []
+        for (const key of ['b', 'é', 'a', 'b', 'Z', 'b', '\u{1F600}', '\uFFFD', 'a']) made.push(await upload(key))
+        const ids = (key: string): string[] => made.filter(u => u.key === key).map(u => u.uploadId)
+        const all = await store.listMultipartUploads('bucket')
+        expect(all.uploads.map(u => [u.key, u.uploadId])).toEqual([
+          ['Z', ...ids('Z')],
+          ...ids('a').map(id => ['a', id]),
+          ...ids('b').map(id => ['b', id]),
+          ['é', ...ids('é')],
+          ['\uFFFD', ...ids('\uFFFD')],
+          ['\u{1F600}', ...ids('\u{1F600}')]
+        ])
+        expect(all.uploads.find(u => u.uploadId === made[0]?.uploadId)).toEqual(made[0])
+        expect(all).toMatchObject({ commonPrefixes: [], truncated: false })
+        expect(all.nextKeyMarker).toBeUndefined()
+
+        const [b1, b2, b3] = ids('b') as [string, string, string]
+        // key-marker alone: keys after it
+        expect((await store.listMultipartUploads('bucket', { keyMarker: 'b' })).uploads.map(u => u.key)).toEqual(['é', '\uFFFD', '\u{1F600}'])
+        // with upload-id-marker: the rest of that key's uploads first
+        expect((await store.listMultipartUploads('bucket', { keyMarker: 'b', uploadIdMarker: b1 })).uploads.map(u => u.uploadId)).toEqual([b2, b3, ...ids('é'), ...ids('\uFFFD'), ...ids('\u{1F600}')])
+        expect((await store.listMultipartUploads('bucket', { keyMarker: 'b', uploadIdMarker: b3 })).uploads.map(u => u.key)).toEqual(['é', '\uFFFD', '\u{1F600}'])
+        // upload-id-marker without key-marker is ignored, as in S3
+        expect((await store.listMultipartUploads('bucket', { uploadIdMarker: b2 })).uploads).toHaveLength(made.length)
+
+        const page = await store.listMultipartUploads('bucket', { limit: 4 })
+        expect(page.uploads.map(u => u.uploadId)).toEqual([...ids('Z'), ...ids('a'), b1])
+        expect(page).toMatchObject({ truncated: true, nextKeyMarker: 'b', nextUploadIdMarker: b1 })
+
+        const expected = made.map(u => [u.key, u.uploadId])
+        for (const limit of [1, 2, 3, 4, 9, 10]) {
+          const pages = await listAllUploads(store, 'bucket', { limit })
+          expect(pages.flatMap(p => p.uploads.map(u => [u.key, u.uploadId])).sort()).toEqual([...expected].sort())
+          expect(pages.flatMap(p => p.uploads.map(u => u.uploadId))).toEqual(all.uploads.map(u => u.uploadId))
+          for (const p of pages) expect(p.uploads.length).toBeLessThanOrEqual(limit)
+        }
+
+        expect(await store.listMultipartUploads('bucket', { limit: 0 })).toEqual({ uploads: [], commonPrefixes: [], truncated: false })
+        await expectAtlasError(store.listMultipartUploads('missing'), 'NoSuchBucket')
+        await expectAtlasError(store.listMultipartUploads('bucket', { limit: -1 }), 'InvalidArgument')
+        await expectAtlasError(store.listMultipartUploads('bucket', { keyMarker: 'a\u0000' }), 'InvalidArgument')
+      })
+
+      it('filters uploads by prefix and rolls keys up at the delimiter', async () => {
+        const keys = ['photos/2024/a.jpg', 'photos/2024/b.jpg', 'photos/2024/a.jpg', 'photos/2025/c.jpg', 'photos/readme', 'photos/readme', 'photosynthesis', 'docs/x', 'top']
+        const made: MultipartUpload[] = []
+        for (const key of keys) made.push(await upload(key))
+        const listed = await store.listMultipartUploads('bucket', { prefix: 'photos/', delimiter: '/' })
+        expect(listed.commonPrefixes).toEqual(['photos/2024/', 'photos/2025/'])
+        expect(listed.uploads.map(u => u.key)).toEqual(['photos/readme', 'photos/readme'])
+        expect(summariseUploads(listed)).toEqual(modelUploadList(made, { prefix: 'photos/', delimiter: '/' }))
+
+        const root = await store.listMultipartUploads('bucket', { delimiter: '/' })
+        expect(root.commonPrefixes).toEqual(['docs/', 'photos/'])
+        expect(root.uploads.map(u => u.key)).toEqual(['photosynthesis', 'top'])
+        expect((await store.listMultipartUploads('bucket', { prefix: 'photo' })).uploads).toHaveLength(7)
+        expect((await store.listMultipartUploads('bucket', { prefix: 'nothing' })).uploads).toEqual([])
+
+        // A common prefix counts as one entry; as a key marker it skips every key under it
+        const first = await store.listMultipartUploads('bucket', { prefix: 'photos/', delimiter: '/', limit: 1 })
+        expect(summariseUploads(first)).toEqual({ uploads: [], commonPrefixes: ['photos/2024/'], truncated: true, nextKeyMarker: 'photos/2024/' })
+        const second = await store.listMultipartUploads('bucket', { prefix: 'photos/', delimiter: '/', limit: 1, keyMarker: first.nextKeyMarker })
+        expect(second.commonPrefixes).toEqual(['photos/2025/'])
+        const readme = made.filter(u => u.key === 'photos/readme').map(u => u.uploadId)
+        for (const limit of [1, 2, 3]) {
+          const pages = await listAllUploads(store, 'bucket', { prefix: 'photos/', delimiter: '/', limit })
+          expect(pages.flatMap(p => p.commonPrefixes)).toEqual(['photos/2024/', 'photos/2025/'])
+          expect(pages.flatMap(p => p.uploads.map(u => u.uploadId))).toEqual(readme)
+        }
+      })
+
+      it('matches the model for random keys, prefixes, delimiters and markers', async () => {
+        const unit = fc.constantFrom('a', 'b', '/', 'é', '\u{1F600}')
+        const text = (max: number, min = 0): fc.Arbitrary<string> => fc.string({ unit, minLength: min, maxLength: max })
+        let run = 0
+        await fc.assert(fc.asyncProperty(
+          fc.array(text(4, 1), { minLength: 0, maxLength: 12 }),
+          text(2),
+          fc.option(fc.constantFrom('/', 'é', 'a/'), { nil: undefined }),
+          fc.integer({ min: 1, max: 4 }),
+          fc.option(fc.tuple(text(3), fc.option(fc.nat(20), { nil: undefined })), { nil: undefined }),
+          async (keys, prefix, delimiter, limit, marker) => {
+            run++
+            const bucket = `mpu-prop-${run}`
+            await store.createBucket({ name: bucket, ownerId: 'owner', backends: ['ipfs'], public: false })
+            // Keys repeat in the array: several uploads of one key
+            const made: MultipartUpload[] = []
+            for (const key of keys) made.push(await upload(key, bucket))
+            const markers: ListMultipartUploadsOptions = {}
+            if (marker !== undefined) {
+              const [keyMarker, pick] = marker
+              markers.keyMarker = keyMarker
+              // An upload-id marker of an upload of that key, or of any upload
+              if (pick !== undefined) markers.uploadIdMarker = (made.filter(u => u.key === keyMarker)[pick % 3] ?? made[pick])?.uploadId ?? '0'
+            }
+            const input = { prefix, delimiter, limit, ...markers }
+            expect(summariseUploads(await store.listMultipartUploads(bucket, input)), JSON.stringify(input)).toEqual(modelUploadList(made, input))
+
+            const pages = await listAllUploads(store, bucket, { prefix, delimiter, limit })
+            const whole = modelUploadList(made, { prefix, delimiter, limit: made.length + 1 })
+            expect(pages.flatMap(p => p.uploads.map(u => [u.key, u.uploadId]))).toEqual(whole.uploads)
+            expect(pages.flatMap(p => p.commonPrefixes)).toEqual(whole.commonPrefixes)
+          }
+        ), { numRuns: 30 })
+      })
+
+      it('completes an upload: the object is written as a put writes it, and the upload and its parts go', async () => {
+        const old = testContent('old')
+        const assembled = testContent('assembled')
+        await store.putObject(putInput('bucket', 'big', old))
+        await store.putObject(putInput('bucket', 'elsewhere', assembled))
+        const u = await upload('big', 'bucket', { tags: { t: '1' } })
+        const other = await upload('big')
+        const p1 = part(u.uploadId, 1)
+        const p2 = part(u.uploadId, 2)
+        const p1b = part(u.uploadId, 1, 'v2')
+        for (const p of [p1, p2, p1b]) await store.putPart(p)
+        await store.putPart(part(other.uploadId, 1))
+
+        const checksums = { CRC32: 'AAAAAA==-2' }
+        const result = await store.completeMultipartUpload({
+          uploadId: u.uploadId,
+          object: putInput('bucket', 'big', assembled, { etag: 'abc-2', tags: u.tags, checksums, metadata: { m: 'n' } }),
+          parts: [{ partNumber: 1, etag: p1b.etag }, { partNumber: 2, etag: p2.etag }]
+        })
+        expect(result.object).toMatchObject({ bucket: 'bucket', key: 'big', contentId: assembled.id, etag: 'abc-2', tags: { t: '1' }, checksums, metadata: { m: 'n' } })
+        expect(await store.getObject('bucket', 'big')).toEqual(result.object)
+        // The replaced object's content lost its only reference; the new one has two
+        expect(result.orphaned).toMatchObject({ id: old.id, refCount: 0 })
+        expect(await refCount(old)).toBe(0)
+        expect(await refCount(assembled)).toBe(2)
+        expect(withoutTime(result.parts)).toEqual([stored(p1b), stored(p2)])
+
+        expect(await store.getMultipartUpload(u.uploadId)).toBeNull()
+        await expectAtlasError(store.listParts(u.uploadId), 'NoSuchUpload')
+        expect((await store.listMultipartUploads('bucket')).uploads.map(x => x.uploadId)).toEqual([other.uploadId])
+        expect((await store.listParts(other.uploadId)).parts).toHaveLength(1)
+
+        await expectAtlasError(store.completeMultipartUpload({ uploadId: u.uploadId, object: putInput('bucket', 'big', assembled) }), 'NoSuchUpload')
+        await expectAtlasError(store.putPart(part(u.uploadId, 3)), 'NoSuchUpload')
+        expect(await store.abortMultipartUpload(u.uploadId)).toBeNull()
+        expect(await refCount(assembled)).toBe(2)
+
+        // Completing without a part list takes whatever is stored, and a new key counts once
+        const fresh = testContent('fresh')
+        const done = await store.completeMultipartUpload({ uploadId: other.uploadId, object: putInput('bucket', 'big', fresh) })
+        expect(done.parts.map(p => p.partNumber)).toEqual([1])
+        expect(done.orphaned).toBeNull()
+        expect(await refCount(fresh)).toBe(1)
+        expect(await refCount(assembled)).toBe(1)
+      })
+
+      it('refuses to complete as another object, with parts that changed, or into a missing bucket, and then changes nothing', async () => {
+        const u = await upload('k')
+        const p1 = part(u.uploadId, 1)
+        await store.putPart(p1)
+        const content = testContent('never')
+        await expectAtlasError(store.completeMultipartUpload({ uploadId: u.uploadId, object: putInput('bucket', 'other-key', content) }), 'NoSuchUpload')
+        await bucketWithOwner('second')
+        await expectAtlasError(store.completeMultipartUpload({ uploadId: u.uploadId, object: putInput('second', 'k', content) }), 'NoSuchUpload')
+        await expectAtlasError(store.completeMultipartUpload({ uploadId: u.uploadId, object: putInput('missing', 'k', content) }), 'NoSuchBucket')
+        await expectAtlasError(store.completeMultipartUpload({ uploadId: u.uploadId, object: putInput('bucket', 'k', content), parts: [{ partNumber: 1, etag: 'stale' }] }), 'InvalidPart')
+        await expectAtlasError(store.completeMultipartUpload({ uploadId: u.uploadId, object: putInput('bucket', 'k', content), parts: [{ partNumber: 1, etag: p1.etag }, { partNumber: 2, etag: 'x' }] }), 'InvalidPart')
+        await expectAtlasError(store.completeMultipartUpload({ uploadId: u.uploadId, object: putInput('bucket', 'k', content), parts: [{ partNumber: 0, etag: p1.etag }] }), 'InvalidArgument')
+        await expectAtlasError(store.completeMultipartUpload({ uploadId: 'unknown', object: putInput('bucket', 'k', content) }), 'NoSuchUpload')
+        expect(await store.getObject('bucket', 'k')).toBeNull()
+        expect(await store.getObject('bucket', 'other-key')).toBeNull()
+        expect(await store.getContent(content.id)).toBeNull()
+        expect(await store.getMultipartUpload(u.uploadId)).toEqual(u)
+        expect(withoutTime((await store.listParts(u.uploadId)).parts)).toEqual([stored(p1)])
+        // And the upload still completes afterwards
+        const done = await store.completeMultipartUpload({ uploadId: u.uploadId, object: putInput('bucket', 'k', content), parts: [{ partNumber: 1, etag: p1.etag }] })
+        expect(done.object.contentId).toBe(content.id)
+      })
+
+      it('lets exactly one of two concurrent completions of an upload win', async () => {
+        for (let round = 0; round < 8; round++) {
+          const key = `race-${round}`
+          const u = await upload(key)
+          for (const n of [1, 2, 3]) await store.putPart(part(u.uploadId, n))
+          const a = testContent(`${key}-a`)
+          const b = testContent(`${key}-b`)
+          const outcomes = await Promise.allSettled([a, b].map(async c => await store.completeMultipartUpload({ uploadId: u.uploadId, object: putInput('bucket', key, c) })))
+          const won = outcomes.flatMap((o, i) => o.status === 'fulfilled' ? [{ result: o.value, content: i === 0 ? a : b }] : [])
+          expect(won).toHaveLength(1)
+          const lost = outcomes.find(o => o.status === 'rejected')
+          expect(lost?.reason).toBeInstanceOf(AtlasError)
+          expect((lost?.reason as AtlasError).code).toBe('NoSuchUpload')
+          const winner = won[0] as (typeof won)[number]
+          const loser = winner.content === a ? b : a
+          expect(winner.result.parts.map(p => p.partNumber)).toEqual([1, 2, 3])
+          expect((await store.getObject('bucket', key))?.contentId).toBe(winner.content.id)
+          expect(await refCount(winner.content)).toBe(1)
+          expect(await store.getContent(loser.id)).toBeNull()
+          expect(await store.getMultipartUpload(u.uploadId)).toBeNull()
+        }
+      })
+
+      it('lets exactly one of a completion and an abort win, and hands out every part once', async () => {
+        for (let round = 0; round < 8; round++) {
+          const key = `race-${round}`
+          const u = await upload(key)
+          for (const n of [1, 2]) await store.putPart(part(u.uploadId, n))
+          const content = testContent(key)
+          const complete = store.completeMultipartUpload({ uploadId: u.uploadId, object: putInput('bucket', key, content) })
+          const abort = store.abortMultipartUpload(u.uploadId)
+          const [completed, aborted] = await Promise.allSettled([complete, abort])
+          if (aborted?.status !== 'fulfilled') throw new Error('an abort never fails')
+          if (completed?.status === 'fulfilled') {
+            expect(aborted.value).toBeNull()
+            expect(completed.value.parts.map(p => p.partNumber)).toEqual([1, 2])
+            expect(await refCount(content)).toBe(1)
+          } else {
+            expect((completed?.reason as AtlasError).code).toBe('NoSuchUpload')
+            expect(aborted.value?.map(p => p.partNumber)).toEqual([1, 2])
+            expect(await store.getObject('bucket', key)).toBeNull()
+            expect(await store.getContent(content.id)).toBeNull()
+          }
+          expect(await store.getMultipartUpload(u.uploadId)).toBeNull()
+        }
+      })
+
+      it('aborts an upload, returns its parts, and refuses parts for it afterwards', async () => {
+        const u = await upload('k')
+        const keep = await upload('k')
+        const p1 = part(u.uploadId, 1)
+        const p2 = part(u.uploadId, 2)
+        await store.putPart(p2)
+        await store.putPart(p1)
+        await store.putPart(part(keep.uploadId, 1))
+        const parts = await store.abortMultipartUpload(u.uploadId)
+        expect(withoutTime(parts ?? [])).toEqual([stored(p1), stored(p2)])
+        expect(await store.getMultipartUpload(u.uploadId)).toBeNull()
+        await expectAtlasError(store.putPart(part(u.uploadId, 3)), 'NoSuchUpload')
+        await expectAtlasError(store.listParts(u.uploadId), 'NoSuchUpload')
+        expect(await store.abortMultipartUpload(u.uploadId)).toBeNull()
+        expect(await store.abortMultipartUpload('unknown')).toBeNull()
+        expect(await store.abortMultipartUpload('nul\u0000')).toBeNull()
+        expect((await store.listParts(keep.uploadId)).parts).toHaveLength(1)
+        // An upload with no parts aborts to an empty list, not null
+        expect(await store.abortMultipartUpload((await upload('empty')).uploadId)).toEqual([])
+      })
+
+      it('loses no part to an abort racing with parts being recorded', async () => {
+        for (let round = 0; round < 6; round++) {
+          const u = await upload(`race-${round}`)
+          await store.putPart(part(u.uploadId, 1))
+          const puts = [2, 3, 4, 5].map(async n => await store.putPart(part(u.uploadId, n)))
+          const abort = store.abortMultipartUpload(u.uploadId)
+          const outcomes = await Promise.allSettled(puts)
+          const aborted = await abort
+          for (const o of outcomes) {
+            if (o.status === 'rejected') expect((o.reason as AtlasError).code).toBe('NoSuchUpload')
+          }
+          // Every part that was recorded is among those the abort returned
+          const recorded = [1, ...outcomes.flatMap((o, i) => o.status === 'fulfilled' ? [i + 2] : [])]
+          expect(aborted?.map(p => p.partNumber)).toEqual(recorded)
+        }
+      })
+
+      it('aborts the uploads in progress when their bucket is deleted, and returns their parts', async () => {
+        await store.createBucket({ name: 'kept', ownerId: 'owner', backends: ['ipfs'], public: false })
+        const a = await upload('a')
+        const b = await upload('b/c')
+        const elsewhere = await upload('a', 'kept')
+        const parts = [part(a.uploadId, 1), part(a.uploadId, 2), part(b.uploadId, 1)]
+        for (const p of parts) await store.putPart(p)
+        await store.putPart(part(elsewhere.uploadId, 1))
+
+        // Objects still make the bucket not empty, and then no upload is touched
+        await store.putObject(putInput('bucket', 'obj', testContent('obj')))
+        await expectAtlasError(store.deleteBucket('bucket'), 'BucketNotEmpty')
+        expect((await store.listMultipartUploads('bucket')).uploads).toHaveLength(2)
+        await store.deleteObject('bucket', 'obj')
+
+        const { abortedParts } = await store.deleteBucket('bucket')
+        expect(withoutTime(abortedParts)).toEqual(parts.map(stored).sort((x, y) => x.uploadId < y.uploadId ? -1 : x.uploadId > y.uploadId ? 1 : x.partNumber - y.partNumber))
+        expect(await store.getBucket('bucket')).toBeNull()
+        expect(await store.getMultipartUpload(a.uploadId)).toBeNull()
+        expect(await store.getMultipartUpload(b.uploadId)).toBeNull()
+        await expectAtlasError(store.putPart(part(a.uploadId, 3)), 'NoSuchUpload')
+        expect(await store.getMultipartUpload(elsewhere.uploadId)).toEqual(elsewhere)
+        expect((await store.listParts(elsewhere.uploadId)).parts).toHaveLength(1)
+
+        // The name can be taken again, with nothing left over
+        await store.createBucket({ name: 'bucket', ownerId: 'owner', backends: ['ipfs'], public: false })
+        expect((await store.listMultipartUploads('bucket')).uploads).toEqual([])
+      })
+
+      it('lists stale uploads oldest first, for the sweeper', async () => {
+        const made: MultipartUpload[] = []
+        for (const key of ['z', 'a', 'm']) {
+          made.push(await upload(key))
+          await sleep(5)
+        }
+        const future = new Date(Date.now() + 60_000)
+        expect((await store.listStaleMultipartUploads(future, 10)).map(u => u.uploadId)).toEqual(made.map(u => u.uploadId))
+        expect(await store.listStaleMultipartUploads(future, 10)).toEqual(made)
+        expect((await store.listStaleMultipartUploads(future, 2)).map(u => u.key)).toEqual(['z', 'a'])
+        // Strictly older than the cut-off
+        expect((await store.listStaleMultipartUploads((made[1] as MultipartUpload).createdAt, 10)).map(u => u.key)).toEqual(['z'])
+        expect(await store.listStaleMultipartUploads(new Date(0), 10)).toEqual([])
+        expect(await store.listStaleMultipartUploads(future, 0)).toEqual([])
+        await expectAtlasError(store.listStaleMultipartUploads(future, -1), 'InvalidArgument')
+        await expectAtlasError(store.listStaleMultipartUploads(new Date(Number.NaN), 1), 'InvalidArgument')
+        // Sweeping: abort what is listed, and it is no longer stale
+        await store.abortMultipartUpload((made[0] as MultipartUpload).uploadId)
+        expect((await store.listStaleMultipartUploads(future, 10)).map(u => u.key)).toEqual(['a', 'm'])
       })
     })
   })

@@ -7,9 +7,10 @@
  */
 import type { Kysely } from 'kysely'
 import { Migrator } from 'kysely/migration'
-import type { Migration, MigrationProvider } from 'kysely/migration'
+import type { Migration, MigrationProvider, MigrationResultSet } from 'kysely/migration'
 import type { DialectName } from '../schema.ts'
 import * as initial from './0001-initial.ts'
+import * as multipartTagsChecksums from './0002-multipart-tags-checksums.ts'
 
 interface AtlasMigration {
   up(db: Kysely<any>, dialect: DialectName): Promise<void>
@@ -18,7 +19,8 @@ interface AtlasMigration {
 
 /** Every migration, by name. */
 export const MIGRATIONS: Readonly<Record<string, AtlasMigration>> = {
-  '0001-initial': initial
+  '0001-initial': initial,
+  '0002-multipart-tags-checksums': multipartTagsChecksums
 }
 
 /** Kysely's bookkeeping tables, named so that they do not collide with another app's. */
@@ -59,13 +61,28 @@ export class StaticMigrationProvider implements MigrationProvider {
  * @returns the names of the migrations applied by this call
  */
 export async function migrateToLatest (db: Kysely<any>, dialect: DialectName): Promise<string[]> {
+  return await migrate(db, dialect, async migrator => await migrator.migrateToLatest())
+}
+
+/**
+ * Apply the pending migrations up to and including `name`, no further: for tests and tools that
+ * need a database as an older release left it (an upgrade test starts from there).
+ *
+ * @returns the names of the migrations applied by this call
+ */
+export async function migrateTo (db: Kysely<any>, dialect: DialectName, name: string): Promise<string[]> {
+  if (!Object.hasOwn(MIGRATIONS, name)) throw new Error(`No migration ${name}`)
+  return await migrate(db, dialect, async migrator => await migrator.migrateTo(name))
+}
+
+async function migrate (db: Kysely<any>, dialect: DialectName, run: (migrator: Migrator) => Promise<MigrationResultSet>): Promise<string[]> {
   const migrator = new Migrator({
     db,
     provider: new StaticMigrationProvider(dialect),
     migrationTableName: MIGRATION_TABLE,
     migrationLockTableName: MIGRATION_LOCK_TABLE
   })
-  const { error, results = [] } = await migrator.migrateToLatest()
+  const { error, results = [] } = await run(migrator)
   if (error !== undefined) {
     const failed = results.find(r => r.status === 'Error')?.migrationName
     throw new Error(failed === undefined ? 'Metadata migration failed' : `Metadata migration ${failed} failed`, { cause: error })

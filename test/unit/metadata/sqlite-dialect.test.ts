@@ -11,7 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { classifyDbError } from '../../../src/metadata/db-errors.ts'
 import { createMetadataStore } from '../../../src/metadata/index.ts'
 import { KyselyMetadataStore } from '../../../src/metadata/kysely-store.ts'
-import { MIGRATION_TABLE } from '../../../src/metadata/migrations/index.ts'
+import { MIGRATION_TABLE, MIGRATIONS } from '../../../src/metadata/migrations/index.ts'
 import { NodeSqliteDialect } from '../../../src/metadata/sqlite-dialect.ts'
 
 interface TestDb {
@@ -138,7 +138,7 @@ describe('SQLite shared by several processes', () => {
       expect((await store.getContent('bafkreishared'))?.refCount).toBe(workers * perWorker)
       expect((await store.listObjects({ bucket: 'bucket' })).objects).toHaveLength(workers * perWorker)
       if (!(store instanceof KyselyMetadataStore)) throw new TypeError('expected a KyselyMetadataStore')
-      expect(await store.db.selectFrom(MIGRATION_TABLE as any).selectAll().execute()).toHaveLength(1)
+      expect(await store.db.selectFrom(MIGRATION_TABLE as any).selectAll().execute()).toHaveLength(Object.keys(MIGRATIONS).length)
     } finally {
       await store.close()
     }
