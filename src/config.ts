@@ -48,6 +48,16 @@ export const ConfigSchema = z.object({
     /** Most files in one multipart/form-data upload. @default 100 */
     maxFormFiles: z.coerce.number().int().positive().default(100)
   }).prefault({}),
+  s3: z.object({
+    /** Domain for virtual-hosted-style requests (`bucket.<domain>`); path style always works */
+    domain: z.string().regex(/^[a-z0-9.-]+(:\d+)?$/i, 'must be a host name').optional(),
+    /** Region reported to clients and accepted in CreateBucket. @default us-east-1 */
+    region: z.string().min(1).default('us-east-1'),
+    /** Smallest part of a multipart upload, except the last. @default 5 MiB (S3's) */
+    minPartSize: z.coerce.number().int().positive().default(5 * MiB),
+    /** Multipart uploads not completed within this many hours are aborted. @default 168 (7 days) */
+    multipartExpiryHours: z.coerce.number().positive().default(168)
+  }).prefault({}),
   ipfs: z.object({
     /** No libp2p networking at all. @default false */
     offline: bool.default(false),
@@ -74,6 +84,10 @@ export const ENV_MAP: Record<string, string[]> = {
   ATLAS_MAX_OBJECT_SIZE: ['limits', 'maxObjectSize'],
   ATLAS_MAX_JSON_BODY: ['limits', 'maxJsonBody'],
   ATLAS_MAX_FORM_FILES: ['limits', 'maxFormFiles'],
+  ATLAS_S3_DOMAIN: ['s3', 'domain'],
+  ATLAS_S3_REGION: ['s3', 'region'],
+  ATLAS_S3_MIN_PART_SIZE: ['s3', 'minPartSize'],
+  ATLAS_S3_MULTIPART_EXPIRY_HOURS: ['s3', 'multipartExpiryHours'],
   ATLAS_IPFS_OFFLINE: ['ipfs', 'offline'],
   ATLAS_IPFS_LISTEN: ['ipfs', 'listen'],
   ATLAS_IPFS_BOOTSTRAP: ['ipfs', 'bootstrap']

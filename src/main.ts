@@ -13,13 +13,16 @@ import { buildServer } from './gateway/server.ts'
 import { createMetadataStore } from './metadata/index.ts'
 import { loadOrCreateSecretKey } from './metadata/secret-box.ts'
 import type { MetadataStore } from './metadata/store.ts'
+import { MultipartUploads } from './objects/multipart.ts'
 import { ObjectStore } from './objects/object-store.ts'
+import { StagingArea } from './objects/staging.ts'
 
 export interface Atlas {
   config: AtlasConfig
   server: FastifyInstance
   metadata: MetadataStore
   objects: ObjectStore
+  multipart: MultipartUploads
   ipfs: IpfsBackend
   /** The base URL the server listens on (after listen) */
   url: string
@@ -67,11 +70,22 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
     await metadata.close()
     throw err
   }
+  const staging = new StagingArea(join(config.dataDir, 'staging'))
   const objects = new ObjectStore({
     metadata,
     backends: started,
     maxObjectSize: config.limits.maxObjectSize,
+    staging,
     logger: logger.child({ component: 'objects' })
+  })
+  const multipart = new MultipartUploads({
+    metadata,
+    objects,
+    staging,
+    minPartSize: config.s3.minPartSize,
+    maxPartSize: config.limits.maxObjectSize,
+    expiryMs: config.s3.multipartExpiryHours * 3600_000,
+    logger: logger.child({ component: 'multipart' })
   })
   const readiness = async (): Promise<Record<string, boolean>> => {
     let db = false
@@ -81,8 +95,9 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
     } catch {}
     return { metadata: db, ipfs: ipfs.isStarted() }
   }
-  const server = await buildServer({ config, metadata, objects, readiness }, { logger })
+  const server = await buildServer({ config, metadata, objects, multipart, readiness }, { logger })
   objects.start()
+  await multipart.start()
 
   let url = ''
   if (options.listen !== false) {
@@ -98,11 +113,12 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
     stopping ??= (async () => {
       // stop taking requests, let those in flight finish, then close the parts under them
       await server.close()
+      multipart.stop()
       await objects.stop()
       await ipfs.stop()
       await metadata.close()
     })()
     await stopping
   }
-  return { config, server, metadata, objects, ipfs, url, logger, stop }
+  return { config, server, metadata, objects, multipart, ipfs, url, logger, stop }
 }

@@ -12,6 +12,8 @@ export interface ErrorSpec {
   readonly s3: string
   /** Short human title for problem+json */
   readonly title: string
+  /** Where S3 answers with another status than the REST API does */
+  readonly s3Status?: number
 }
 
 /**
@@ -22,7 +24,8 @@ export const ERROR_TABLE = {
   BadRequest: { status: 400, s3: 'InvalidRequest', title: 'Bad request' },
   InvalidArgument: { status: 400, s3: 'InvalidArgument', title: 'Invalid argument' },
   InvalidBucketName: { status: 400, s3: 'InvalidBucketName', title: 'Invalid bucket name' },
-  InvalidObjectKey: { status: 400, s3: 'KeyTooLongError', title: 'Invalid object key' },
+  InvalidObjectKey: { status: 400, s3: 'InvalidArgument', title: 'Invalid object key' },
+  KeyTooLong: { status: 400, s3: 'KeyTooLongError', title: 'Key too long' },
   InvalidAddress: { status: 400, s3: 'InvalidArgument', title: 'Invalid content address' },
   InvalidBackend: { status: 400, s3: 'InvalidLocationConstraint', title: 'Invalid backend selection' },
   IncompleteBody: { status: 400, s3: 'IncompleteBody', title: 'Incomplete body' },
@@ -43,7 +46,7 @@ export const ERROR_TABLE = {
   BucketNotEmpty: { status: 409, s3: 'BucketNotEmpty', title: 'Bucket not empty' },
   Conflict: { status: 409, s3: 'OperationAborted', title: 'Conflict' },
   PreconditionFailed: { status: 412, s3: 'PreconditionFailed', title: 'Precondition failed' },
-  EntityTooLarge: { status: 413, s3: 'EntityTooLarge', title: 'Body too large' },
+  EntityTooLarge: { status: 413, s3: 'EntityTooLarge', title: 'Body too large', s3Status: 400 },
   UnsupportedMediaType: { status: 415, s3: 'InvalidArgument', title: 'Unsupported media type' },
   InvalidRange: { status: 416, s3: 'InvalidRange', title: 'Range not satisfiable' },
   ClientClosed: { status: 499, s3: 'RequestTimeout', title: 'Client closed the request' },

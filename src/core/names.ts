@@ -19,8 +19,15 @@ export function bucketNameProblem (name: string): string | undefined {
   if (IPV4_RE.test(name)) return 'Bucket names must not look like an IP address'
   if (RESERVED_PREFIXES.some((p) => name.startsWith(p))) return 'Bucket name uses a reserved prefix'
   if (RESERVED_SUFFIXES.some((s) => name.endsWith(s))) return 'Bucket name uses a reserved suffix'
+  if (RESERVED_NAMES.has(name)) return 'Bucket name is reserved for a gateway route'
   return undefined
 }
+
+/**
+ * Names that collide with the gateway's own path prefixes, so that path-style S3 requests for
+ * every bucket stay unambiguous.
+ */
+export const RESERVED_NAMES: ReadonlySet<string> = new Set(['ipfs', 'ipns', 'announce', 'healthz', 'readyz', 'metrics', 'scrape'])
 
 /** @throws AtlasError InvalidBucketName */
 export function assertBucketName (name: string): void {
@@ -50,5 +57,6 @@ export function objectKeyProblem (key: string): string | undefined {
 /** @throws AtlasError InvalidObjectKey */
 export function assertObjectKey (key: string): void {
   const problem = objectKeyProblem(key)
-  if (problem !== undefined) throw new AtlasError('InvalidObjectKey', problem)
+  if (problem === undefined) return
+  throw new AtlasError(Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES ? 'KeyTooLong' : 'InvalidObjectKey', problem)
 }

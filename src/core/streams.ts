@@ -2,7 +2,7 @@
  * Stream helpers over async iterables of `Uint8Array`. No I/O here: callers bring the sources
  * (an HTTP request, a backend read) and the sinks.
  */
-import { AbortedError } from './errors.ts'
+import { AbortedError, AtlasError } from './errors.ts'
 
 /** Chunks a fan-out consumer may run ahead of the slowest one. */
 export const FAN_OUT_QUEUE_CHUNKS = 4
@@ -143,4 +143,25 @@ export async function collect (source: AsyncIterable<Uint8Array>, maxBytes = Num
     chunks.push(chunk)
   }
   return Buffer.concat(chunks, total)
+}
+
+/**
+ * Pass the source through, failing (instead of ending) when it carries more than `max` bytes or,
+ * when `expected` is given, any other count than that.
+ */
+export async function * checkLength (source: AsyncIterable<Uint8Array>, expected: number | undefined, max: number): AsyncGenerator<Uint8Array> {
+  let size = 0
+  const limit = expected ?? max
+  for await (const chunk of source) {
+    size += chunk.byteLength
+    if (size > limit) {
+      throw expected === undefined
+        ? new AtlasError('EntityTooLarge', `Body exceeds the limit of ${max} bytes`, { details: { limit: max } })
+        : new AtlasError('IncompleteBody', `Body is longer than the ${expected} bytes announced`)
+    }
+    yield chunk
+  }
+  if (expected !== undefined && size !== expected) {
+    throw new AtlasError('IncompleteBody', `Received ${size} of the ${expected} bytes announced`)
+  }
 }

@@ -27,24 +27,27 @@ function etagMatches (header: string, etag: string): boolean {
 }
 
 /** Evaluate preconditions (RFC 9110 section 13.2.2 order). Returns 304 / throws 412 as needed. */
-export function checkConditions (request: FastifyRequest, rep: { etag: string, lastModified?: Date }): 'ok' | 'not-modified' {
-  const h = request.headers
-  const ifMatch = h['if-match']
+export function checkConditions (h: Record<string, string | string[] | undefined>, rep: { etag: string, lastModified?: Date }): 'ok' | 'not-modified' {
+  const header = (name: string): string | undefined => {
+    const v = h[name]
+    return Array.isArray(v) ? v.join(',') : v
+  }
+  const ifMatch = header('if-match')
   if (ifMatch !== undefined && !etagMatches(ifMatch, rep.etag)) {
     throw new AtlasError('PreconditionFailed', 'At least one of the preconditions you specified did not hold')
   }
-  const ifUnmodified = h['if-unmodified-since']
+  const ifUnmodified = header('if-unmodified-since')
   if (ifMatch === undefined && ifUnmodified !== undefined && rep.lastModified !== undefined) {
     const since = Date.parse(ifUnmodified)
     if (!Number.isNaN(since) && Math.floor(rep.lastModified.getTime() / 1000) > Math.floor(since / 1000)) {
       throw new AtlasError('PreconditionFailed', 'At least one of the preconditions you specified did not hold')
     }
   }
-  const ifNoneMatch = h['if-none-match']
+  const ifNoneMatch = header('if-none-match')
   if (ifNoneMatch !== undefined) {
     if (etagMatches(ifNoneMatch, rep.etag)) return 'not-modified'
   } else {
-    const ifModified = h['if-modified-since']
+    const ifModified = header('if-modified-since')
     if (ifModified !== undefined && rep.lastModified !== undefined) {
       const since = Date.parse(ifModified)
       if (!Number.isNaN(since) && Math.floor(rep.lastModified.getTime() / 1000) <= Math.floor(since / 1000)) return 'not-modified'
@@ -58,11 +61,12 @@ export async function sendContent (request: FastifyRequest, reply: FastifyReply,
   void reply.header('etag', rep.etag)
   if (rep.lastModified !== undefined) void reply.header('last-modified', rep.lastModified.toUTCString())
   void reply.header('accept-ranges', 'bytes')
-  for (const [name, value] of Object.entries(rep.headers)) void reply.header(name, value)
-
-  if (checkConditions(request, rep) === 'not-modified') {
+  // a 304 carries the validators only, and a 412 none of the representation's headers (a
+  // checksum header on an error response would make clients check the error body against it)
+  if (checkConditions(request.headers, rep) === 'not-modified') {
     return reply.code(304).send()
   }
+  for (const [name, value] of Object.entries(rep.headers)) void reply.header(name, value)
 
   // If-Range: only honour the range when the validator still matches
   const ifRange = request.headers['if-range'] as string | undefined

@@ -3,10 +3,11 @@
  * issues) the S3 API and the content gateway. Every error leaves through one handler that turns
  * it into an AtlasError and renders it for the API the route belongs to.
  */
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { AtlasConfig } from '../config.ts'
-import { isAbortError } from '../core/errors.ts'
+import { AtlasError, isAbortError } from '../core/errors.ts'
 import type { MetadataStore } from '../metadata/store.ts'
+import type { MultipartUploads } from '../objects/multipart.ts'
 import type { Logger, ObjectStore } from '../objects/object-store.ts'
 import { bearerPrincipal } from './auth.ts'
 import { toAtlasError } from './errors.ts'
@@ -15,11 +16,15 @@ import { bucketRoutes } from './rest/buckets.ts'
 import { contentRoutes } from './rest/content.ts'
 import { objectRoutes } from './rest/objects.ts'
 import { renderProblem } from './rest/render-problem.ts'
+import { S3_HANDLERS } from './s3/handlers/index.ts'
+import { renderS3Error } from './s3/render-error.ts'
+import { isReservedPath, s3Routes } from './s3/router.ts'
 
 export interface GatewayDeps {
   config: AtlasConfig
   metadata: MetadataStore
   objects: ObjectStore
+  multipart: MultipartUploads
   /** Named readiness checks */
   readiness: () => Promise<Record<string, boolean>>
 }
@@ -37,6 +42,32 @@ declare module 'fastify' {
 }
 
 let requestCounter = 0
+
+export type ErrorRenderer = (err: AtlasError, request: FastifyRequest, reply: FastifyReply) => FastifyReply
+
+/**
+ * The error handler shared by every API: convert, log, and render with the API's renderer. A
+ * client that went away gets nothing (its socket is gone); an upload refused half-way has the
+ * rest of its body discarded so that the client, still sending, reads the error.
+ */
+export function errorResponder (render: ErrorRenderer) {
+  return async (err: unknown, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    const atlasError = toAtlasError(err)
+    if (atlasError.code === 'ClientClosed' || (isAbortError(err) && reply.raw.destroyed)) {
+      request.log.debug({ err }, 'client went away')
+      if (!reply.raw.headersSent) reply.raw.destroy()
+      return reply
+    }
+    if (!request.raw.complete && !request.raw.destroyed) request.raw.resume()
+    if (atlasError.code === 'InternalError') request.log.error({ err }, 'internal error')
+    else request.log.info({ code: atlasError.code, msg: atlasError.message }, 'request failed')
+    if (reply.raw.headersSent) {
+      reply.raw.destroy()
+      return reply
+    }
+    return render(atlasError, request, reply)
+  }
+}
 
 export async function buildServer (deps: GatewayDeps, options: BuildServerOptions): Promise<FastifyInstance> {
   const { config } = deps
@@ -68,31 +99,20 @@ export async function buildServer (deps: GatewayDeps, options: BuildServerOption
     if (request.url.startsWith('/v1/')) request.principal = await bearerPrincipal(request, deps.metadata)
   })
 
-  app.setErrorHandler(async (err, request, reply) => {
-    const atlasError = toAtlasError(err)
-    if (atlasError.code === 'ClientClosed' || (isAbortError(err) && reply.raw.destroyed)) {
-      request.log.debug({ err }, 'client went away')
-      if (!reply.raw.headersSent) reply.raw.destroy()
-      return reply
-    }
-    // an upload refused half-way: discard the rest of its body so that the client, still
-    // sending, reads the error instead of stalling or being reset
-    if (!request.raw.complete && !request.raw.destroyed) request.raw.resume()
-    if (atlasError.code === 'InternalError') request.log.error({ err }, 'internal error')
-    else request.log.info({ code: atlasError.code, msg: atlasError.message }, 'request failed')
-    if (reply.raw.headersSent) {
-      reply.raw.destroy()
-      return reply
-    }
-    return renderProblem(atlasError, request, reply)
-  })
+  app.setErrorHandler(errorResponder(renderProblem))
   app.setNotFoundHandler(async (request, reply) => {
-    return renderProblem(toAtlasError({ code: 'FST_ERR_NOT_FOUND', message: `No route for ${request.method} ${request.url.split('?')[0]}` }), request, reply)
+    const path = request.url.split('?')[0] ?? '/'
+    if (!isReservedPath(path)) {
+      // the S3 API owns every other path; only its methods are routed
+      return renderS3Error(new AtlasError('MethodNotAllowed', `The specified method is not allowed against this resource (${request.method})`), request, reply)
+    }
+    return renderProblem(toAtlasError({ code: 'FST_ERR_NOT_FOUND', message: `No route for ${request.method} ${path}` }), request, reply)
   })
 
   await healthRoutes(app, deps)
   await bucketRoutes(app, deps)
   await objectRoutes(app, deps)
   await contentRoutes(app, deps)
+  await s3Routes(app, deps, S3_HANDLERS)
   return app
 }

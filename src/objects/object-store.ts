@@ -7,8 +7,9 @@
 import type { BackendName, StorageBackend } from '../backends/backend.ts'
 import { parseAddress } from '../core/content-id.ts'
 import { AtlasError, NotFoundError, isAbortError } from '../core/errors.ts'
-import type { Bucket, Content, ContentLocation, MetadataStore, ObjectRecord } from '../metadata/store.ts'
+import type { Bucket, Content, ContentLocation, MetadataStore, ObjectRecord, PutObjectInput, PutObjectResult, TagsInput } from '../metadata/store.ts'
 import { IngestGate } from './gate.ts'
+import type { StagingArea } from './staging.ts'
 import { ingest } from './ingest.ts'
 
 export interface Logger {
@@ -24,6 +25,8 @@ export interface ObjectStoreInit {
   /** Largest accepted object in bytes */
   maxObjectSize: number
   logger: Logger
+  /** Where multipart parts wait; their files go when a bucket's uploads are aborted */
+  staging?: StagingArea
   /** How often the sweeper looks for unreferenced content. @default 30_000 ms */
   sweepIntervalMs?: number
 }
@@ -38,6 +41,32 @@ export interface PutObjectOptions {
   expectedMd5?: string
   contentType?: string
   metadata?: Record<string, string>
+  tags?: TagsInput
+  /**
+   * Checksums of the bytes (algorithm → base64), asked for once the body has been consumed and
+   * verified, so that a layer that computes them as bytes pass can hand them over.
+   */
+  checksums?: () => Record<string, string>
+  /** The ETag to store instead of the body's MD5 (multipart uploads: md5-of-md5s-N) */
+  etag?: string
+  /** Largest accepted body @default the store's maxObjectSize */
+  maxSize?: number
+  /**
+   * How the object row is committed. @default metadata.putObject; CompleteMultipartUpload
+   * commits and ends its upload in one transaction instead.
+   */
+  commit?: (input: PutObjectInput) => Promise<PutObjectResult>
+  signal?: AbortSignal
+}
+
+export interface CopyObjectOptions {
+  /** The source, as read before the copy; it is read again inside the copy */
+  source: StoredObject
+  bucket: Bucket
+  key: string
+  contentType?: string
+  metadata: Record<string, string>
+  tags?: TagsInput
   signal?: AbortSignal
 }
 
@@ -66,6 +95,7 @@ export class ObjectStore {
   /** Locations written by uploads that failed; checked against the metadata at the next sweep */
   private discarded: ContentLocation[] = []
   private readonly sweepIntervalMs: number
+  private readonly staging: StagingArea | undefined
   private timer: NodeJS.Timeout | undefined
   private sweepRequested: NodeJS.Immediate | undefined
   private currentSweep: Promise<void> | undefined
@@ -76,6 +106,7 @@ export class ObjectStore {
     this.maxObjectSize = init.maxObjectSize
     this.log = init.logger
     this.sweepIntervalMs = init.sweepIntervalMs ?? 30_000
+    this.staging = init.staging
   }
 
   /** Backends this store was built with, by name */
@@ -117,19 +148,22 @@ export class ObjectStore {
         backends,
         expectedSize: options.expectedSize,
         expectedMd5: options.expectedMd5,
-        maxSize: this.maxObjectSize,
+        maxSize: options.maxSize ?? this.maxObjectSize,
         signal: options.signal,
         discard: (locations) => { this.discard(locations) }
       })
       let committed
       try {
-        committed = await this.metadata.putObject({
+        const commit = options.commit ?? (async (input: PutObjectInput) => await this.metadata.putObject(input))
+        committed = await commit({
           bucket: options.bucket.name,
           key: options.key,
           content: { id: result.contentId, size: result.size, locations: result.locations },
-          etag: result.md5,
+          etag: options.etag ?? result.md5,
           contentType: options.contentType ?? DEFAULT_CONTENT_TYPE,
-          metadata: options.metadata ?? {}
+          metadata: options.metadata ?? {},
+          tags: options.tags,
+          checksums: options.checksums?.() ?? {}
         })
       } catch (err) {
         this.discard(result.locations)
@@ -142,6 +176,61 @@ export class ObjectStore {
     } finally {
       leave()
     }
+  }
+
+  /**
+   * Point (bucket, key) at the source's content. No bytes move when the content already lives
+   * on every backend of the destination bucket; otherwise it is streamed once into the backends
+   * it lacks.
+   */
+  async copyObject (options: CopyObjectOptions): Promise<StoredObject> {
+    const leave = await this.gate.enter()
+    try {
+      // read the source again inside the gate: from here on no sweep can remove its content
+      const source = await this.getObject(options.source.object.bucket, options.source.object.key)
+      if (source.content.id !== options.source.content.id) {
+        throw new AtlasError('PreconditionFailed', 'The source object changed during the copy')
+      }
+      const have = new Set(source.content.locations.map((l) => l.backend))
+      const lacking = this.backendsFor(options.bucket).filter((b) => !have.has(b.name))
+      let locations = source.content.locations
+      if (lacking.length > 0) {
+        const result = await ingest(this.read(source.content, { signal: options.signal }), {
+          backends: lacking,
+          expectedSize: source.content.size,
+          maxSize: Number.MAX_SAFE_INTEGER,
+          signal: options.signal,
+          discard: (l) => { this.discard(l) }
+        })
+        if (result.contentId !== source.content.id) {
+          this.discard(result.locations)
+          throw new AtlasError('InternalError', 'The source content did not hash to its id')
+        }
+        locations = [...locations, ...result.locations]
+      }
+      const committed = await this.metadata.putObject({
+        bucket: options.bucket.name,
+        key: options.key,
+        content: { id: source.content.id, size: source.content.size, locations },
+        etag: source.object.etag,
+        contentType: options.contentType ?? DEFAULT_CONTENT_TYPE,
+        metadata: options.metadata,
+        tags: options.tags,
+        checksums: source.object.checksums
+      })
+      if (committed.orphaned !== null) this.requestSweep()
+      const content = await this.metadata.getContent(source.content.id)
+      if (content === null) throw new AtlasError('InternalError', 'Content row vanished after commit')
+      return { object: committed.object, content }
+    } finally {
+      leave()
+    }
+  }
+
+  /** Delete an empty bucket; multipart uploads in progress in it are aborted. */
+  async deleteBucket (name: string): Promise<void> {
+    const { abortedParts } = await this.metadata.deleteBucket(name)
+    await this.staging?.release(abortedParts.map((p) => p.stagingPath))
   }
 
   async getObject (bucket: string, key: string): Promise<StoredObject> {

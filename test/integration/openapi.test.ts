@@ -18,7 +18,8 @@ describe('openapi.yaml and the server agree', () => {
 
   it('documents every route the server has', () => {
     const documented = new Set(documentedRoutes().map((r) => `${r.method} ${r.path}`))
-    const served = t.atlas.server.atlasRoutes.filter((r) => r.method !== 'OPTIONS')
+    // the S3 API's catch-all routes are described in the README, not in the REST contract
+    const served = t.atlas.server.atlasRoutes.filter((r) => r.method !== 'OPTIONS' && r.url !== '/' && r.url !== '/*')
     expect(served.length).toBeGreaterThan(10)
     const undocumented = served.map((r) => `${r.method} ${toOpenApiPath(r.url)}`).filter((r) => !documented.has(r))
     expect(undocumented).toEqual([])

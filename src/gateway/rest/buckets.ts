@@ -49,7 +49,7 @@ export async function bucketRoutes (app: FastifyInstance, deps: GatewayDeps): Pr
   app.delete<{ Params: { bucket: string } }>('/v1/buckets/:bucket', async (request, reply) => {
     const principal = requirePrincipal(request)
     await ownedBucket(metadata, principal, request.params.bucket)
-    await metadata.deleteBucket(request.params.bucket)
+    await objects.deleteBucket(request.params.bucket)
     return reply.code(204).send()
   })
 }
