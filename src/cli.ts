@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util'
 import { createAccount, issueAccessKey } from './accounts/credentials.ts'
 import { ConfigError, loadConfig, type AtlasConfig } from './config.ts'
 import { AtlasError } from './core/errors.ts'
-import { openMetadata, startAtlas } from './main.ts'
+import { openMetadata } from './metadata/open.ts'
 import type { MetadataStore } from './metadata/store.ts'
 
 const USAGE = `Usage: atlas <command> [options]
@@ -113,6 +113,8 @@ async function requireAccount (metadata: MetadataStore, id: string | undefined):
 }
 
 async function serve (config: AtlasConfig): Promise<void> {
+  // the server's wiring (Helia, libp2p, fastify) loads only for serve: admin commands stay quick
+  const { startAtlas } = await import('./main.ts')
   const atlas = await startAtlas(config)
   let signals = 0
   const shutdown = (signal: string): void => {

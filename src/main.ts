@@ -2,7 +2,6 @@
  * Wiring: build every part from the configuration, start it, and stop it again in the reverse
  * order. `atlas serve` and the tests use the same function.
  */
-import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger as PinoLogger } from 'pino'
@@ -10,8 +9,7 @@ import type { StorageBackend } from './backends/backend.ts'
 import { IpfsBackend } from './backends/ipfs/ipfs-backend.ts'
 import { publicUrl, type AtlasConfig } from './config.ts'
 import { buildServer } from './gateway/server.ts'
-import { createMetadataStore } from './metadata/index.ts'
-import { loadOrCreateSecretKey } from './metadata/secret-box.ts'
+import { openMetadata } from './metadata/open.ts'
 import type { MetadataStore } from './metadata/store.ts'
 import { MultipartUploads } from './objects/multipart.ts'
 import { ObjectStore } from './objects/object-store.ts'
@@ -41,15 +39,6 @@ export function createLogger (config: AtlasConfig): PinoLogger {
     level: config.logLevel,
     redact: { paths: ['req.headers.authorization', 'headers.authorization', '*.secretAccessKey', '*.token'], censor: '[redacted]' }
   })
-}
-
-/** Open the metadata store of a configuration (also used by admin commands). */
-export async function openMetadata (config: AtlasConfig, logger?: PinoLogger): Promise<MetadataStore> {
-  await mkdir(config.dataDir, { recursive: true })
-  const secretKey = config.secretKey === undefined
-    ? await loadOrCreateSecretKey(config.dataDir)
-    : Buffer.from(config.secretKey, 'base64')
-  return await createMetadataStore({ url: config.databaseUrl, dataDir: config.dataDir, secretKey, logger })
 }
 
 export async function startAtlas (config: AtlasConfig, options: StartOptions = {}): Promise<Atlas> {
