@@ -469,7 +469,6 @@ export function backendTests (name: string, options: BackendTestOptions): void {
           sample(chunk.byteLength)
         }
         const getGrowth = peak - readBaseline
-        console.log("RSS", putGrowth / MiB, getGrowth / MiB)
         expect(read).toBe(LARGE_STREAM_BYTES)
         expect(hashOut.digest('hex')).toBe(hashIn.digest('hex'))
         expect(putGrowth, `RSS grew ${(putGrowth / MiB).toFixed(0)} MiB during the put`).toBeLessThan(MAX_RSS_GROWTH_BYTES)

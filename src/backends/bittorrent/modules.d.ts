@@ -53,9 +53,26 @@ declare module 'parse-torrent' {
   export function toTorrentFile (parsed: ParsedTorrent): Uint8Array
 }
 
+declare module 'create-torrent' {
+  export interface CreateTorrentOptions {
+    name?: string
+    pieceLength?: number
+    announceList?: string[][]
+    urlList?: string[]
+    createdBy?: string
+    creationDate?: Date
+    private?: boolean
+  }
+  export default function createTorrent (
+    input: Uint8Array | string | Array<Uint8Array | string>,
+    opts: CreateTorrentOptions,
+    cb: (err: Error | null | undefined, torrent: Uint8Array) => void
+  ): void
+}
+
 declare module 'webtorrent' {
   import type { EventEmitter } from 'node:events'
-  import type { AddressInfo, Server as NetServer } from 'node:net'
+  import type { AddressInfo } from 'node:net'
 
   /** An abstract-chunk-store (https://github.com/mafintosh/abstract-chunk-store) */
   export interface ChunkStore {
@@ -128,14 +145,6 @@ declare module 'webtorrent' {
     destroy(): void
   }
 
-  /** webtorrent's Peer, reduced to what Atlas reads (private API: `torrent._peers`) */
-  export interface Peer {
-    readonly id: string
-    readonly type: string
-    conn: (EventEmitter & { setNoDelay?: (noDelay?: boolean) => unknown }) | null
-    wire: Wire | null
-  }
-
   export interface Torrent extends EventEmitter {
     readonly infoHash: string
     readonly name: string
@@ -148,7 +157,6 @@ declare module 'webtorrent' {
     readonly uploaded: number
     readonly wires: Wire[]
     readonly magnetURI: string
-    readonly _peers: Map<string, Peer> | null
     destroy(opts?: { destroyStore?: boolean } | null, cb?: (err?: Error | null) => void): void
     addPeer(addr: string): boolean
   }
@@ -160,7 +168,6 @@ declare module 'webtorrent' {
     readonly destroyed: boolean
     readonly torrentPort: number
     readonly torrents: Torrent[]
-    readonly _connPool: { tcpServer: NetServer | null } | null
     static readonly VERSION: string
     static readonly UTP_SUPPORT: boolean
     static readonly WEBRTC_SUPPORT: boolean
