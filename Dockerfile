@@ -22,5 +22,5 @@ VOLUME ["/data"]
 # HTTP (REST, S3, gateway) and libp2p TCP
 EXPOSE 8080 4001
 HEALTHCHECK --interval=30s --timeout=5s CMD node -e "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-ENTRYPOINT ["node", "bin/atlas.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=2", "bin/atlas.js"]
 CMD ["serve"]

@@ -9,6 +9,7 @@ import type { BackendName, StorageBackend } from '../backends/backend.ts'
 import { canonicalIdFromSha256 } from '../core/content-id.ts'
 import { AbortedError, AtlasError, isAbortError } from '../core/errors.ts'
 import { fanOut } from '../core/streams.ts'
+import { StreamDigester, type DigestPool } from './digest-pool.ts'
 import type { ContentLocation } from '../metadata/store.ts'
 
 export interface IngestOptions {
@@ -20,6 +21,8 @@ export interface IngestOptions {
   /** Expected MD5 (Content-MD5), hex */
   expectedMd5?: string
   signal?: AbortSignal
+  /** Worker threads for the whole-body digests; without one they are computed inline */
+  digestPool?: DigestPool
   /**
    * Told what the backends stored for an ingest that then failed. The bytes may also belong to
    * a committed content or to a concurrent upload, so the caller decides when they can go.
@@ -60,7 +63,7 @@ export async function ingest (source: AsyncIterable<Uint8Array>, options: Ingest
   signal?.addEventListener('abort', onAbort, { once: true })
 
   const digests: Digests = { size: 0, md5: '', sha256: '' }
-  const hashed = hashAndLimit(source, digests, { expectedSize, maxSize, signal: controller.signal })
+  const hashed = hashAndLimit(source, digests, { expectedSize, maxSize, signal: controller.signal, pool: options.digestPool })
   const feeds = fanOut(hashed, backends.length, controller.signal)
 
   const settled = await Promise.allSettled(backends.map(async (backend, i) => {
@@ -98,12 +101,15 @@ interface LimitOptions {
   expectedSize: number | undefined
   maxSize: number
   signal: AbortSignal
+  pool: DigestPool | undefined
 }
 
 async function * hashAndLimit (source: AsyncIterable<Uint8Array>, out: Digests, options: LimitOptions): AsyncGenerator<Uint8Array> {
-  const md5 = createHash('md5')
-  const sha256 = createHash('sha256')
+  const digester = options.pool === undefined ? undefined : new StreamDigester(options.pool)
+  const md5 = digester === undefined ? createHash('md5') : undefined
+  const sha256 = digester === undefined ? createHash('sha256') : undefined
   let size = 0
+  let finished = false
   const limit = options.expectedSize ?? options.maxSize
   try {
     for await (const chunk of source) {
@@ -114,21 +120,31 @@ async function * hashAndLimit (source: AsyncIterable<Uint8Array>, out: Digests, 
           ? new AtlasError('EntityTooLarge', `Body exceeds the limit of ${options.maxSize} bytes`, { details: { limit: options.maxSize } })
           : new AtlasError('IncompleteBody', `Body is longer than the ${options.expectedSize} bytes announced`)
       }
-      md5.update(chunk)
-      sha256.update(chunk)
+      if (digester !== undefined) await digester.update(chunk)
+      else {
+        md5?.update(chunk)
+        sha256?.update(chunk)
+      }
       yield chunk
     }
+    if (options.expectedSize !== undefined && size !== options.expectedSize) {
+      throw new AtlasError('IncompleteBody', `Received ${size} of the ${options.expectedSize} bytes announced`)
+    }
+    // the digests are ready before the end is signalled: the backends finish after this
+    const digests = digester === undefined
+      ? { md5: md5?.digest('hex') as string, sha256: sha256?.digest('hex') as string }
+      : await digester.digest()
+    out.size = size
+    out.md5 = digests.md5
+    out.sha256 = digests.sha256
+    finished = true
   } catch (err) {
     if (err instanceof AtlasError) throw err
     if (isAbortError(err)) throw new AbortedError('The client closed the connection during the upload', { cause: err })
     throw err
+  } finally {
+    if (!finished) digester?.drop()
   }
-  if (options.expectedSize !== undefined && size !== options.expectedSize) {
-    throw new AtlasError('IncompleteBody', `Received ${size} of the ${options.expectedSize} bytes announced`)
-  }
-  out.size = size
-  out.md5 = md5.digest('hex')
-  out.sha256 = sha256.digest('hex')
 }
 
 function firstFailure (settled: Array<PromiseSettledResult<unknown>>, signal: AbortSignal | undefined): Error | undefined {

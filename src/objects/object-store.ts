@@ -8,6 +8,7 @@ import type { BackendName, StorageBackend } from '../backends/backend.ts'
 import { parseAddress } from '../core/content-id.ts'
 import { AtlasError, NotFoundError, isAbortError } from '../core/errors.ts'
 import type { Bucket, Content, ContentLocation, MetadataStore, ObjectRecord, PutObjectInput, PutObjectResult, TagsInput } from '../metadata/store.ts'
+import { DigestPool } from './digest-pool.ts'
 import { IngestGate } from './gate.ts'
 import type { StagingArea } from './staging.ts'
 import { ingest } from './ingest.ts'
@@ -96,6 +97,7 @@ export class ObjectStore {
   private discarded: ContentLocation[] = []
   private readonly sweepIntervalMs: number
   private readonly staging: StagingArea | undefined
+  private readonly digestPool = new DigestPool()
   private timer: NodeJS.Timeout | undefined
   private sweepRequested: NodeJS.Immediate | undefined
   private currentSweep: Promise<void> | undefined
@@ -129,6 +131,7 @@ export class ObjectStore {
     if (this.timer !== undefined) clearInterval(this.timer)
     if (this.sweepRequested !== undefined) clearImmediate(this.sweepRequested)
     await this.currentSweep
+    await this.digestPool.close()
   }
 
   /** Uploads in flight (for graceful shutdown and metrics) */
@@ -150,6 +153,7 @@ export class ObjectStore {
         expectedMd5: options.expectedMd5,
         maxSize: options.maxSize ?? this.maxObjectSize,
         signal: options.signal,
+        digestPool: this.digestPool,
         discard: (locations) => { this.discard(locations) }
       })
       let committed

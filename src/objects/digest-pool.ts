@@ -1,0 +1,189 @@
+/**
+ * Whole-body digests (MD5 for the S3 ETag, SHA-256 for the canonical id) computed on worker
+ * threads, so that on a large upload the main thread only parses HTTP and feeds the backends.
+ * Hashing both digests costs about as much CPU as importing the bytes into IPFS; on two cores
+ * the two now run side by side.
+ *
+ * Small bodies never reach a worker: the first {@link DIGEST_BATCH} bytes are hashed inline
+ * when the body ends there (a thread round trip would cost more than the hashing).
+ */
+import { createHash } from 'node:crypto'
+import { Worker } from 'node:worker_threads'
+import { AtlasError } from '../core/errors.ts'
+
+/** Bytes copied into one message to a worker */
+export const DIGEST_BATCH = 1024 * 1024
+/** Bytes one session may have in flight to its worker before the upload waits */
+export const DIGEST_MAX_IN_FLIGHT = 8 * DIGEST_BATCH
+/** Workers in the pool @default 2 */
+export const DIGEST_WORKERS = 2
+
+export interface Digests {
+  md5: string
+  sha256: string
+}
+
+interface Reply {
+  id: number
+  op: 'ack' | 'done'
+  bytes?: number
+  md5?: string
+  sha256?: string
+}
+
+interface SessionState {
+  inFlight: number
+  wake: (() => void) | undefined
+  done: ((d: Digests) => void) | undefined
+  fail: ((err: Error) => void) | undefined
+}
+
+export class DigestPool {
+  private readonly size: number
+  private readonly workers: Worker[] = []
+  private readonly sessions = new Map<number, SessionState>()
+  private nextId = 1
+  private nextWorker = 0
+  private closed = false
+
+  constructor (size = DIGEST_WORKERS) {
+    this.size = size
+  }
+
+  private worker (): Worker {
+    if (this.closed) throw new AtlasError('ServiceUnavailable', 'The server is shutting down')
+    if (this.workers.length < this.size) {
+      const worker = new Worker(new URL('./digest-worker.ts', import.meta.url))
+      worker.unref()
+      worker.on('message', (reply: Reply) => { this.onReply(reply) })
+      worker.on('error', (err) => { this.onWorkerError(worker, err) })
+      this.workers.push(worker)
+      return worker
+    }
+    const worker = this.workers[this.nextWorker % this.workers.length] as Worker
+    this.nextWorker++
+    return worker
+  }
+
+  private onReply (reply: Reply): void {
+    const state = this.sessions.get(reply.id)
+    if (state === undefined) return
+    if (reply.op === 'ack') {
+      state.inFlight -= reply.bytes ?? 0
+      state.wake?.()
+    } else {
+      this.sessions.delete(reply.id)
+      state.done?.({ md5: reply.md5 as string, sha256: reply.sha256 as string })
+    }
+  }
+
+  private onWorkerError (worker: Worker, err: Error): void {
+    this.workers.splice(this.workers.indexOf(worker), 1)
+    for (const state of this.sessions.values()) state.fail?.(err)
+  }
+
+  /** Start digesting one body. */
+  session (): DigestSession {
+    const worker = this.worker()
+    const id = this.nextId++
+    const state: SessionState = { inFlight: 0, wake: undefined, done: undefined, fail: undefined }
+    this.sessions.set(id, state)
+    return new DigestSession(id, worker, state, () => { this.sessions.delete(id) })
+  }
+
+  async close (): Promise<void> {
+    this.closed = true
+    await Promise.all(this.workers.splice(0).map(async (w) => await w.terminate()))
+  }
+}
+
+export class DigestSession {
+  private readonly id: number
+  private readonly worker: Worker
+  private readonly state: SessionState
+  private readonly forget: () => void
+  private error: Error | undefined
+
+  constructor (id: number, worker: Worker, state: SessionState, forget: () => void) {
+    this.id = id
+    this.worker = worker
+    this.state = state
+    this.forget = forget
+    state.fail = (err) => { this.error = err; state.wake?.() }
+  }
+
+  /** Hand a batch over (its buffer is transferred: the caller must not use it again). */
+  async update (batch: Uint8Array): Promise<void> {
+    if (this.error !== undefined) throw this.error
+    const buf = batch.buffer as ArrayBuffer
+    this.state.inFlight += batch.byteLength
+    this.worker.postMessage({ id: this.id, op: 'update', buf, length: batch.byteLength }, [buf])
+    while (this.state.inFlight > DIGEST_MAX_IN_FLIGHT && this.error === undefined) {
+      await new Promise<void>((resolve) => { this.state.wake = resolve })
+    }
+    if (this.error !== undefined) throw this.error
+  }
+
+  async digest (): Promise<Digests> {
+    if (this.error !== undefined) throw this.error
+    const result = new Promise<Digests>((resolve, reject) => {
+      this.state.done = resolve
+      this.state.fail = reject
+    })
+    this.worker.postMessage({ id: this.id, op: 'end' })
+    return await result
+  }
+
+  /** Forget the session (an upload that failed). */
+  drop (): void {
+    this.forget()
+    this.worker.postMessage({ id: this.id, op: 'drop' })
+  }
+}
+
+/**
+ * Digest a stream as it passes through: the yielded chunks are the source's own; copies in
+ * batches of {@link DIGEST_BATCH} go to a worker. `result` resolves once the stream has ended.
+ */
+export class StreamDigester {
+  private readonly pool: DigestPool
+  private session: DigestSession | undefined
+  private batch = Buffer.allocUnsafeSlow(DIGEST_BATCH)
+  private filled = 0
+
+  constructor (pool: DigestPool) {
+    this.pool = pool
+  }
+
+  /** Add bytes; resolves when the worker can take more (backpressure). */
+  async update (chunk: Uint8Array): Promise<void> {
+    let offset = 0
+    while (offset < chunk.byteLength) {
+      const n = Math.min(chunk.byteLength - offset, DIGEST_BATCH - this.filled)
+      this.batch.set(chunk.subarray(offset, offset + n), this.filled)
+      this.filled += n
+      offset += n
+      if (this.filled === DIGEST_BATCH) {
+        this.session ??= this.pool.session()
+        const full = this.batch
+        this.batch = Buffer.allocUnsafeSlow(DIGEST_BATCH)
+        this.filled = 0
+        await this.session.update(full)
+      }
+    }
+  }
+
+  async digest (): Promise<Digests> {
+    const rest = this.batch.subarray(0, this.filled)
+    if (this.session === undefined) {
+      // the whole body fits one batch: hashing it here is cheaper than a round trip
+      return { md5: createHash('md5').update(rest).digest('hex'), sha256: createHash('sha256').update(rest).digest('hex') }
+    }
+    if (this.filled > 0) await this.session.update(new Uint8Array(rest))
+    return await this.session.digest()
+  }
+
+  drop (): void {
+    this.session?.drop()
+  }
+}
