@@ -14,9 +14,14 @@ import { AtlasError } from '../core/errors.ts'
 /** Bytes copied into one message to a worker */
 export const DIGEST_BATCH = 1024 * 1024
 /** Bytes one session may have in flight to its worker before the upload waits */
-export const DIGEST_MAX_IN_FLIGHT = 8 * DIGEST_BATCH
-/** Workers in the pool @default 2 */
-export const DIGEST_WORKERS = 2
+export const DIGEST_MAX_IN_FLIGHT = 4 * DIGEST_BATCH
+/**
+ * Workers in the pool. One worker beside the main thread uses both cores of a small machine;
+ * every worker costs an isolate's memory.
+ */
+export const DIGEST_WORKERS = 1
+/** Batch buffers kept for reuse (the worker hands each one back once hashed) */
+const SPARE_BATCHES = 16
 
 export interface Digests {
   md5: string
@@ -27,6 +32,7 @@ interface Reply {
   id: number
   op: 'ack' | 'done'
   bytes?: number
+  buf?: ArrayBuffer
   md5?: string
   sha256?: string
 }
@@ -45,6 +51,8 @@ export class DigestPool {
   private nextId = 1
   private nextWorker = 0
   private closed = false
+  /** Batch buffers back from the workers, reused so that memory stays at the in-flight bound */
+  private readonly spare: Buffer[] = []
 
   constructor (size = DIGEST_WORKERS) {
     this.size = size
@@ -53,7 +61,7 @@ export class DigestPool {
   private worker (): Worker {
     if (this.closed) throw new AtlasError('ServiceUnavailable', 'The server is shutting down')
     if (this.workers.length < this.size) {
-      const worker = new Worker(new URL('./digest-worker.ts', import.meta.url))
+      const worker = new Worker(new URL('./digest-worker.mjs', import.meta.url))
       worker.unref()
       worker.on('message', (reply: Reply) => { this.onReply(reply) })
       worker.on('error', (err) => { this.onWorkerError(worker, err) })
@@ -69,6 +77,7 @@ export class DigestPool {
     const state = this.sessions.get(reply.id)
     if (state === undefined) return
     if (reply.op === 'ack') {
+      if (reply.buf !== undefined && this.spare.length < SPARE_BATCHES) this.spare.push(Buffer.from(reply.buf))
       state.inFlight -= reply.bytes ?? 0
       state.wake?.()
     } else {
@@ -89,6 +98,11 @@ export class DigestPool {
     const state: SessionState = { inFlight: 0, wake: undefined, done: undefined, fail: undefined }
     this.sessions.set(id, state)
     return new DigestSession(id, worker, state, () => { this.sessions.delete(id) })
+  }
+
+  /** A batch buffer of {@link DIGEST_BATCH} bytes, reused when one is spare */
+  batch (): Buffer {
+    return this.spare.pop() ?? Buffer.allocUnsafeSlow(DIGEST_BATCH)
   }
 
   async close (): Promise<void> {
@@ -115,6 +129,7 @@ export class DigestSession {
   /** Hand a batch over (its buffer is transferred: the caller must not use it again). */
   async update (batch: Uint8Array): Promise<void> {
     if (this.error !== undefined) throw this.error
+    // batches own their whole ArrayBuffer (allocUnsafeSlow, never pooled), so it can be moved
     const buf = batch.buffer as ArrayBuffer
     this.state.inFlight += batch.byteLength
     this.worker.postMessage({ id: this.id, op: 'update', buf, length: batch.byteLength }, [buf])
@@ -148,11 +163,12 @@ export class DigestSession {
 export class StreamDigester {
   private readonly pool: DigestPool
   private session: DigestSession | undefined
-  private batch = Buffer.allocUnsafeSlow(DIGEST_BATCH)
+  private batch: Buffer
   private filled = 0
 
   constructor (pool: DigestPool) {
     this.pool = pool
+    this.batch = pool.batch()
   }
 
   /** Add bytes; resolves when the worker can take more (backpressure). */
@@ -166,7 +182,7 @@ export class StreamDigester {
       if (this.filled === DIGEST_BATCH) {
         this.session ??= this.pool.session()
         const full = this.batch
-        this.batch = Buffer.allocUnsafeSlow(DIGEST_BATCH)
+        this.batch = this.pool.batch()
         this.filled = 0
         await this.session.update(full)
       }
@@ -179,7 +195,7 @@ export class StreamDigester {
       // the whole body fits one batch: hashing it here is cheaper than a round trip
       return { md5: createHash('md5').update(rest).digest('hex'), sha256: createHash('sha256').update(rest).digest('hex') }
     }
-    if (this.filled > 0) await this.session.update(new Uint8Array(rest))
+    if (this.filled > 0) await this.session.update(this.batch.subarray(0, this.filled))
     return await this.session.digest()
   }
 
