@@ -29,7 +29,9 @@ const { values } = parseArgs({
   options: {
     small: { type: 'string', default: '3000' },
     'large-mib': { type: 'string', default: '256' },
-    rounds: { type: 'string', default: '2' }
+    rounds: { type: 'string', default: '2' },
+    /** Node options for the server, e.g. --server-arg=--cpu-prof */
+    'server-arg': { type: 'string', multiple: true, default: [] }
   }
 })
 const SMALL_COUNT = Number(values.small)
@@ -109,7 +111,7 @@ async function timedLarge (base: URL, req: Req, payload: Payload | undefined): P
 
 async function main (): Promise<void> {
   const dataDir = await mkdtemp(join(tmpdir(), 'atlas-bench-s3-'))
-  const server = await AtlasServer.start({ root: ROOT, dataDir })
+  const server = await AtlasServer.start({ root: ROOT, dataDir, execArgv: values['server-arg'] })
   try {
     const account = await createAccount(ROOT, server.env, 'bench-s3')
     const base = new URL(server.url)

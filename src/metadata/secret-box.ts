@@ -23,8 +23,13 @@ const IV_BYTES = 12
 const TAG_BYTES = 16
 
 /** Seals and opens short secrets with AES-256-GCM. */
+/** Secrets kept decrypted in memory, so that SigV4 does not pay an AES-GCM open per request */
+const OPENED_CACHE_SIZE = 1024
+
 export class SecretBox {
   readonly #key: Buffer
+  /** sealed value + context → plaintext; a sealed value only ever opens to one plaintext */
+  readonly #opened = new Map<string, string>()
 
   /** @param key - 32 random bytes; copied, so the caller may wipe its own buffer */
   constructor (key: Uint8Array) {
@@ -50,6 +55,16 @@ export class SecretBox {
    * or was tampered with. The message never contains the value.
    */
   open (sealed: string, context: string): string {
+    const cacheKey = `${context}\u0000${sealed}`
+    const cached = this.#opened.get(cacheKey)
+    if (cached !== undefined) return cached
+    const plaintext = this.#open(sealed, context)
+    if (this.#opened.size >= OPENED_CACHE_SIZE) this.#opened.delete(this.#opened.keys().next().value as string)
+    this.#opened.set(cacheKey, plaintext)
+    return plaintext
+  }
+
+  #open (sealed: string, context: string): string {
     if (!sealed.startsWith(VERSION)) throw new Error('Unknown sealed secret format')
     const raw = Buffer.from(sealed.slice(VERSION.length), 'base64url')
     if (raw.byteLength < IV_BYTES + TAG_BYTES) throw new Error('Sealed secret is too short')

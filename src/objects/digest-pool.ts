@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
 import { AtlasError } from '../core/errors.ts'
 
-/** Bytes copied into one message to a worker */
+/** Size of the blocks the body is re-cut into, the same as the IPFS leaf size */
 export const DIGEST_BATCH = 1024 * 1024
 /** Bytes one session may have in flight to its worker before the upload waits */
 export const DIGEST_MAX_IN_FLIGHT = 4 * DIGEST_BATCH
@@ -20,8 +20,8 @@ export const DIGEST_MAX_IN_FLIGHT = 4 * DIGEST_BATCH
  * every worker costs an isolate's memory.
  */
 export const DIGEST_WORKERS = 1
-/** Batch buffers kept for reuse (the worker hands each one back once hashed) */
-const SPARE_BATCHES = 16
+/** Copy buffers kept for reuse: the in-flight bound's worth, and a few more */
+const SPARE_BUFFERS = 8
 
 export interface Digests {
   md5: string
@@ -51,7 +51,7 @@ export class DigestPool {
   private nextId = 1
   private nextWorker = 0
   private closed = false
-  /** Batch buffers back from the workers, reused so that memory stays at the in-flight bound */
+  /** Buffers the workers handed back, for the next copies */
   private readonly spare: Buffer[] = []
 
   constructor (size = DIGEST_WORKERS) {
@@ -77,7 +77,7 @@ export class DigestPool {
     const state = this.sessions.get(reply.id)
     if (state === undefined) return
     if (reply.op === 'ack') {
-      if (reply.buf !== undefined && this.spare.length < SPARE_BATCHES) this.spare.push(Buffer.from(reply.buf))
+      if (reply.buf !== undefined && this.spare.length < SPARE_BUFFERS) this.spare.push(Buffer.from(reply.buf))
       state.inFlight -= reply.bytes ?? 0
       state.wake?.()
     } else {
@@ -97,11 +97,11 @@ export class DigestPool {
     const id = this.nextId++
     const state: SessionState = { inFlight: 0, wake: undefined, done: undefined, fail: undefined }
     this.sessions.set(id, state)
-    return new DigestSession(id, worker, state, () => { this.sessions.delete(id) })
+    return new DigestSession(id, worker, state, () => { this.sessions.delete(id) }, () => this.spareBuffer())
   }
 
-  /** A batch buffer of {@link DIGEST_BATCH} bytes, reused when one is spare */
-  batch (): Buffer {
+  /** A transferable buffer of {@link DIGEST_BATCH} bytes (its ArrayBuffer is its own) */
+  spareBuffer (): Buffer {
     return this.spare.pop() ?? Buffer.allocUnsafeSlow(DIGEST_BATCH)
   }
 
@@ -116,23 +116,29 @@ export class DigestSession {
   private readonly worker: Worker
   private readonly state: SessionState
   private readonly forget: () => void
+  private readonly spare: () => Buffer
   private error: Error | undefined
 
-  constructor (id: number, worker: Worker, state: SessionState, forget: () => void) {
+  constructor (id: number, worker: Worker, state: SessionState, forget: () => void, spare: () => Buffer) {
     this.id = id
+    this.spare = spare
     this.worker = worker
     this.state = state
     this.forget = forget
     state.fail = (err) => { this.error = err; state.wake?.() }
   }
 
-  /** Hand a batch over (its buffer is transferred: the caller must not use it again). */
+  /** Hash a block (copied: the caller keeps it). */
   async update (batch: Uint8Array): Promise<void> {
     if (this.error !== undefined) throw this.error
-    // batches own their whole ArrayBuffer (allocUnsafeSlow, never pooled), so it can be moved
-    const buf = batch.buffer as ArrayBuffer
+    // the worker gets its own copy, in a buffer that travels there and back (moved, not
+    // cloned) and is reused: the block itself stays with the backends, whose lifetime for it
+    // is theirs to decide
+    const copy = this.spare()
+    copy.set(batch)
+    const buf = copy.buffer as ArrayBuffer
     this.state.inFlight += batch.byteLength
-    this.worker.postMessage({ id: this.id, op: 'update', buf, length: batch.byteLength }, [buf])
+    this.worker.postMessage({ id: this.id, op: 'update', buf, offset: 0, length: batch.byteLength }, [buf])
     while (this.state.inFlight > DIGEST_MAX_IN_FLIGHT && this.error === undefined) {
       await new Promise<void>((resolve) => { this.state.wake = resolve })
     }
@@ -157,8 +163,9 @@ export class DigestSession {
 }
 
 /**
- * Digest a stream as it passes through: the yielded chunks are the source's own; copies in
- * batches of {@link DIGEST_BATCH} go to a worker. `result` resolves once the stream has ended.
+ * Digest a stream as it passes through, re-cut into blocks of {@link DIGEST_BATCH} bytes that the
+ * backends consume as they are (the IPFS importer would otherwise glue socket-sized chunks into
+ * its 1 MiB leaves itself); the worker hashes a copy of each block.
  */
 export class StreamDigester {
   private readonly pool: DigestPool
@@ -168,11 +175,12 @@ export class StreamDigester {
 
   constructor (pool: DigestPool) {
     this.pool = pool
-    this.batch = pool.batch()
+    this.batch = newBlock()
   }
 
-  /** Add bytes; resolves when the worker can take more (backpressure). */
-  async update (chunk: Uint8Array): Promise<void> {
+  /** Add bytes; returns the blocks they completed, each already handed to the worker. */
+  async push (chunk: Uint8Array): Promise<Buffer[]> {
+    const full: Buffer[] = []
     let offset = 0
     while (offset < chunk.byteLength) {
       const n = Math.min(chunk.byteLength - offset, DIGEST_BATCH - this.filled)
@@ -180,26 +188,38 @@ export class StreamDigester {
       this.filled += n
       offset += n
       if (this.filled === DIGEST_BATCH) {
-        this.session ??= this.pool.session()
-        const full = this.batch
-        this.batch = this.pool.batch()
+        const block = this.batch
+        this.batch = newBlock()
         this.filled = 0
-        await this.session.update(full)
+        this.session ??= this.pool.session()
+        await this.session.update(block)
+        full.push(block)
       }
     }
+    return full
+  }
+
+  /** The last, partial block (undefined when the stream ended on a block boundary). */
+  rest (): Buffer | undefined {
+    return this.filled === 0 ? undefined : this.batch.subarray(0, this.filled)
   }
 
   async digest (): Promise<Digests> {
-    const rest = this.batch.subarray(0, this.filled)
+    const rest = this.rest()
     if (this.session === undefined) {
-      // the whole body fits one batch: hashing it here is cheaper than a round trip
-      return { md5: createHash('md5').update(rest).digest('hex'), sha256: createHash('sha256').update(rest).digest('hex') }
+      // the whole body fits one block: hashing it here is cheaper than a round trip
+      const bytes = rest ?? new Uint8Array(0)
+      return { md5: createHash('md5').update(bytes).digest('hex'), sha256: createHash('sha256').update(bytes).digest('hex') }
     }
-    if (this.filled > 0) await this.session.update(this.batch.subarray(0, this.filled))
+    if (rest !== undefined) await this.session.update(rest)
     return await this.session.digest()
   }
 
   drop (): void {
     this.session?.drop()
   }
+}
+
+function newBlock (): Buffer {
+  return Buffer.allocUnsafeSlow(DIGEST_BATCH)
 }

@@ -2,7 +2,7 @@
 // bodies, off the main thread. Plain JavaScript on purpose: a worker that loads a .ts file also
 // loads Node's type-stripping compiler into its isolate, tens of MiB for two hash functions.
 //
-// Messages in:  { id, op: 'update', buf, length } (buf transferred), { id, op: 'end' }, { id, op: 'drop' }
+// Messages in:  { id, op: 'update', buf, offset, length } (buf transferred), { id, op: 'end' }, { id, op: 'drop' }
 // Messages out: { id, op: 'ack', bytes, buf } (buf transferred back for reuse), { id, op: 'done', md5, sha256 }
 import { createHash } from 'node:crypto'
 import { parentPort } from 'node:worker_threads'
@@ -20,7 +20,7 @@ parentPort.on('message', (message) => {
     sessions.set(message.id, session)
   }
   if (message.op === 'update') {
-    const view = new Uint8Array(message.buf, 0, message.length)
+    const view = new Uint8Array(message.buf, message.offset, message.length)
     session.md5.update(view)
     session.sha256.update(view)
     parentPort.postMessage({ id: message.id, op: 'ack', bytes: message.length, buf: message.buf }, [message.buf])

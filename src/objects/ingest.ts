@@ -120,16 +120,18 @@ async function * hashAndLimit (source: AsyncIterable<Uint8Array>, out: Digests, 
           ? new AtlasError('EntityTooLarge', `Body exceeds the limit of ${options.maxSize} bytes`, { details: { limit: options.maxSize } })
           : new AtlasError('IncompleteBody', `Body is longer than the ${options.expectedSize} bytes announced`)
       }
-      if (digester !== undefined) await digester.update(chunk)
-      else {
+      if (digester !== undefined) {
+        for (const block of await digester.push(chunk)) yield block
+      } else {
         md5?.update(chunk)
         sha256?.update(chunk)
+        yield chunk
       }
-      yield chunk
     }
     if (options.expectedSize !== undefined && size !== options.expectedSize) {
       throw new AtlasError('IncompleteBody', `Received ${size} of the ${options.expectedSize} bytes announced`)
     }
+    const last = digester?.rest()
     // the digests are ready before the end is signalled: the backends finish after this
     const digests = digester === undefined
       ? { md5: md5?.digest('hex') as string, sha256: sha256?.digest('hex') as string }
@@ -138,6 +140,7 @@ async function * hashAndLimit (source: AsyncIterable<Uint8Array>, out: Digests, 
     out.md5 = digests.md5
     out.sha256 = digests.sha256
     finished = true
+    if (last !== undefined) yield last
   } catch (err) {
     if (err instanceof AtlasError) throw err
     if (isAbortError(err)) throw new AbortedError('The client closed the connection during the upload', { cause: err })
