@@ -28,7 +28,8 @@ for (const offline of [true, false]) {
     teardown: async (backend) => {
       await backend.stop()
       const dir = dirs.get(backend)
-      if (dir !== undefined) await rm(dir, { recursive: true, force: true })
+      // libp2p's peer store may still land a write while the tree goes: retry as rm -r does
+      if (dir !== undefined) await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 })
     },
     reopen: async (backend) => {
       const dir = dirs.get(backend) as string

@@ -26,7 +26,8 @@ describe('IPFS backend over Bitswap', () => {
     await peer?.stop()
     peer = undefined
     await backend?.stop()
-    await rm(dir, { recursive: true, force: true })
+    // libp2p's peer store may still land a write while the tree goes: retry as rm -r does
+    await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 })
   })
 
   async function startBackend (bootstrap: string[] = []): Promise<IpfsBackend> {

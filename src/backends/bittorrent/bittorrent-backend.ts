@@ -36,7 +36,8 @@ import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'nod
 import { join } from 'node:path'
 import WebTorrent from 'webtorrent'
 import { canonicalIdFromSha256, parseAddress as parseAnyAddress } from '../../core/content-id.ts'
-import { AbortedError, AtlasError, ContentUnavailableError, NotFoundError, isAbortError } from '../../core/errors.ts'
+import { AbortedError, AtlasError, ContentUnavailableError, NotFoundError } from '../../core/errors.ts'
+import { abortToAtlasError, checkRange, linkSignal } from '../signals.ts'
 import { FileChunkStore } from './file-store.ts'
 import { TorrentHasher, hashPiecesOfFile } from './piece-hasher.ts'
 import { decodeTorrentFile, encodeTorrentFile, infoHashOf, magnetLink } from './profile.ts'
@@ -346,7 +347,7 @@ export class BitTorrentBackend implements StorageBackend {
    */
   async put (source: AsyncIterable<Uint8Array>, options: BackendPutOptions = {}): Promise<BackendPutResult> {
     const running = this.#state()
-    const signal = combine(running, options.signal)
+    const signal = linkSignal(running.stopping.signal, options.signal)
     return this.#trackWrite(running, this.#put(running, source, options, signal))
   }
 
@@ -405,7 +406,7 @@ export class BitTorrentBackend implements StorageBackend {
         return this.#result(entry)
       })
     } catch (err) {
-      throw toAtlasError(err, signal)
+      throw abortToAtlasError(err, signal)
     } finally {
       await handle?.close().catch(() => {})
       if (!published) await rm(temporary, { force: true }).catch(() => {})
@@ -485,7 +486,7 @@ export class BitTorrentBackend implements StorageBackend {
     const entry = running.entries.get(infoHash)
     if (entry === undefined) throw new NotFoundError(`${infoHash} is not stored on BitTorrent here`)
     if (entry.damaged !== undefined) throw new ContentUnavailableError(`${infoHash} is damaged here: ${entry.damaged}`)
-    const signal = combine(running, options.signal)
+    const signal = linkSignal(running.stopping.signal, options.signal)
     const start = Math.min(offset, entry.size)
     const end = length === undefined ? entry.size : Math.min(entry.size, start + length)
     if (start === end) return
@@ -502,7 +503,7 @@ export class BitTorrentBackend implements StorageBackend {
     try {
       let position = start
       while (position < end) {
-        if (signal.aborted) throw toAtlasError(signal.reason, signal)
+        if (signal.aborted) throw abortToAtlasError(signal.reason, signal)
         // a fresh buffer each time: the consumer may keep the chunk
         const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK_BYTES, end - position))
         const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, position)
@@ -534,9 +535,9 @@ export class BitTorrentBackend implements StorageBackend {
     const running = this.#state()
     const infoHash = parseInfoHash(address)
     if (infoHash === undefined) return
-    const signal = combine(running, options.signal)
+    const signal = linkSignal(running.stopping.signal, options.signal)
     await this.#trackWrite(running, this.#lock.run(async () => {
-      if (signal.aborted) throw toAtlasError(signal.reason, signal)
+      if (signal.aborted) throw abortToAtlasError(signal.reason, signal)
       const entry = running.entries.get(infoHash)
       if (entry === undefined) return
       running.entries.delete(infoHash)
@@ -613,7 +614,7 @@ export class BitTorrentBackend implements StorageBackend {
     if (entry === undefined) throw new NotFoundError(`${truncate(address)} is not stored on BitTorrent here`)
     if (entry.damaged !== undefined || await this.#checkDataFile(entry.infoHash, entry.size) !== undefined) return false
     const info = decodeTorrentFile(await readFile(this.#torrentPath(entry.infoHash)))
-    const pieces = await hashPiecesOfFile(this.#dataPath(entry.infoHash), info.pieceLength, combine(running, options.signal))
+    const pieces = await hashPiecesOfFile(this.#dataPath(entry.infoHash), info.pieceLength, linkSignal(running.stopping.signal, options.signal))
     return Buffer.from(pieces).equals(Buffer.from(info.pieces))
   }
 
@@ -813,34 +814,6 @@ function parseInfoHash (address: string): string | undefined {
   } catch {
     return undefined
   }
-}
-
-function checkRange (options: BackendGetOptions): { offset: number, length: number | undefined } {
-  const offset = options.offset ?? 0
-  const length = options.length
-  if (!Number.isSafeInteger(offset) || offset < 0) {
-    throw new AtlasError('InvalidArgument', `offset must be a non-negative integer, not ${offset}`)
-  }
-  if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) {
-    throw new AtlasError('InvalidArgument', `length must be a non-negative integer, not ${length}`)
-  }
-  return { offset, length }
-}
-
-/** A signal that fires when the caller's does or the backend stops. */
-function combine (running: Running, signal: AbortSignal | undefined): AbortSignal {
-  return signal === undefined ? running.stopping.signal : AbortSignal.any([signal, running.stopping.signal])
-}
-
-/** Aborts become AbortedError; AtlasErrors and everything else pass through unchanged. */
-function toAtlasError (err: unknown, signal: AbortSignal): unknown {
-  if (err instanceof AtlasError) return err
-  if (signal.aborted || isAbortError(err)) {
-    const reason: unknown = signal.reason
-    if (reason instanceof AbortedError) return reason
-    return new AbortedError(undefined, { cause: err })
-  }
-  return err
 }
 
 function truncate (s: string): string {

@@ -24,7 +24,8 @@ import { base32 } from 'multiformats/bases/base32'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import * as Digest from 'multiformats/hashes/digest'
-import { AbortedError, AtlasError, ContentUnavailableError, NotFoundError, isAbortError } from '../../core/errors.ts'
+import { AbortedError, AtlasError, ContentUnavailableError, NotFoundError } from '../../core/errors.ts'
+import { abortToAtlasError, checkRange, linkSignal } from '../signals.ts'
 import { BlockGuard, Mutex } from './block-guard.ts'
 import { dagBlocks } from './dag.ts'
 import { libp2pOptions, loadOrCreatePeerKey } from './libp2p.ts'
@@ -232,7 +233,7 @@ export class IpfsBackend implements StorageBackend {
    */
   async put (source: AsyncIterable<Uint8Array>, options: BackendPutOptions = {}): Promise<BackendPutResult> {
     const running = this.#state()
-    const signal = combine(running, options.signal)
+    const signal = linkSignal(running.stopping.signal, options.signal)
     return this.#trackWrite(running, this.#put(running, source, signal))
   }
 
@@ -278,7 +279,7 @@ export class IpfsBackend implements StorageBackend {
       this.#log.debug({ address: result.address, size }, 'ipfs put')
       return result
     } catch (err) {
-      throw toAtlasError(err, signal)
+      throw abortToAtlasError(err, signal)
     } finally {
       abandoned = true
       // the importer may still have block writes under way after it failed: let them land first
@@ -312,7 +313,7 @@ export class IpfsBackend implements StorageBackend {
     const root = parseAddress(address)
     if (root === undefined) throw new AtlasError('InvalidAddress', `${truncate(address)} is not a CID`)
     if (!await running.pins.isPinned(root)) throw new NotFoundError(`${rootKey(root)} is not stored on IPFS here`)
-    const signal = combine(running, options.signal)
+    const signal = linkSignal(running.stopping.signal, options.signal)
     // local only: `offline` makes Helia throw on a missing block instead of asking Bitswap
     async function * readBlock (cid: CID, opts: AbortOptions): AsyncGenerator<Uint8Array, void, undefined> {
       yield * running.helia.blockstore.get(cid, { signal: opts.signal, offline: true })
@@ -323,7 +324,7 @@ export class IpfsBackend implements StorageBackend {
         yield chunk
       }
     } catch (err) {
-      const mapped = toAtlasError(err, signal)
+      const mapped = abortToAtlasError(err, signal)
       if (mapped instanceof AtlasError) throw mapped
       const name = (err as Error).name
       if (name === 'BlockNotFoundWhileOfflineError' || name === 'NotFoundError') {
@@ -360,10 +361,10 @@ export class IpfsBackend implements StorageBackend {
     const running = this.#state()
     const root = parseAddress(address)
     if (root === undefined) return
-    const signal = combine(running, options.signal)
+    const signal = linkSignal(running.stopping.signal, options.signal)
     await this.#trackWrite(running, this.#mutex.run(async () => {
       // once started, a release runs to its end: a half-released DAG would leak its blocks
-      if (signal.aborted) throw toAtlasError(signal.reason, signal)
+      if (signal.aborted) throw abortToAtlasError(signal.reason, signal)
       if (!await running.pins.isPinned(root)) return
       const dag = await dagBlocks(running.blocks, root, { lenient: true })
       const freed = await running.pins.unpin(root, dag.keys())
@@ -497,34 +498,6 @@ function parseAddress (address: string): CID | undefined {
   } catch {
     return undefined
   }
-}
-
-function checkRange (options: BackendGetOptions): { offset: number, length: number | undefined } {
-  const offset = options.offset ?? 0
-  const length = options.length
-  if (!Number.isSafeInteger(offset) || offset < 0) {
-    throw new AtlasError('InvalidArgument', `offset must be a non-negative integer, not ${offset}`)
-  }
-  if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) {
-    throw new AtlasError('InvalidArgument', `length must be a non-negative integer, not ${length}`)
-  }
-  return { offset, length }
-}
-
-/** A signal that fires when the caller's does or the backend stops. */
-function combine (running: Running, signal: AbortSignal | undefined): AbortSignal {
-  return signal === undefined ? running.stopping.signal : AbortSignal.any([signal, running.stopping.signal])
-}
-
-/** Aborts become AbortedError; AtlasErrors and everything else pass through unchanged. */
-function toAtlasError (err: unknown, signal: AbortSignal): unknown {
-  if (err instanceof AtlasError) return err
-  if (signal.aborted || isAbortError(err)) {
-    const reason: unknown = signal.reason
-    if (reason instanceof AbortedError) return reason
-    return new AbortedError(undefined, { cause: err })
-  }
-  return err
 }
 
 /**
