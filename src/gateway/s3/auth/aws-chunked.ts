@@ -23,7 +23,7 @@
  */
 import { createHash, createHmac, type Hash } from 'node:crypto'
 import { AtlasError } from '../../../core/errors.ts'
-import { EMPTY_SHA256, signatureMatches } from './sigv4.ts'
+import { EMPTY_SHA256, hmacKey, signatureMatches } from './sigv4.ts'
 
 /** Longest chunk header or trailer line, CRLF included. */
 export const MAX_CHUNK_LINE = 4096
@@ -207,7 +207,7 @@ export class AwsChunkedDecoder {
     const signing = this.signing
     if (signing === undefined || dataHash === undefined) return
     const stringToSign = ['AWS4-HMAC-SHA256-PAYLOAD', signing.amzDate, signing.scope, this.previousSignature, EMPTY_SHA256, dataHash].join('\n')
-    const expected = createHmac('sha256', signing.signingKey).update(stringToSign, 'utf8').digest()
+    const expected = createHmac('sha256', hmacKey(signing.signingKey)).update(stringToSign, 'utf8').digest()
     if (!signatureMatches(this.chunkSignature, expected)) throw badSignature()
     this.previousSignature = this.chunkSignature
   }
@@ -244,7 +244,7 @@ export class AwsChunkedDecoder {
       .join('')
     const stringToSign = ['AWS4-HMAC-SHA256-TRAILER', signing.amzDate, signing.scope, this.previousSignature,
       createHash('sha256').update(canonical, 'latin1').digest('hex')].join('\n')
-    const expected = createHmac('sha256', signing.signingKey).update(stringToSign, 'utf8').digest()
+    const expected = createHmac('sha256', hmacKey(signing.signingKey)).update(stringToSign, 'utf8').digest()
     if (!signatureMatches(signature, expected)) throw badSignature()
     this.trailerSigned = true
   }
