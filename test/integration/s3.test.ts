@@ -308,6 +308,19 @@ describe('S3 API with the AWS SDK v3', () => {
       const staged = await readdir(`${t.dataDir}/staging/parts`).catch(() => [])
       expect(staged).toEqual([])
     })
+
+    it('expires abandoned uploads and their staged parts', async () => {
+      const { readdir } = await import('node:fs/promises')
+      const abandoned = await s3.send(new CreateMultipartUploadCommand({ Bucket: 'multi', Key: 'abandoned.bin' }))
+      await s3.send(new UploadPartCommand({ Bucket: 'multi', Key: 'abandoned.bin', UploadId: abandoned.UploadId, PartNumber: 1, Body: randomBytes(2000) }))
+      expect(await readdir(`${t.dataDir}/staging/parts`)).toEqual([abandoned.UploadId])
+      // nothing is old enough yet
+      expect(await t.atlas.multipart.expire()).toBe(0)
+      // eight days on, past the default expiry of seven
+      expect(await t.atlas.multipart.expire(new Date(Date.now() + 8 * 24 * 3600_000))).toBe(1)
+      expect(await s3Error(() => s3.send(new ListPartsCommand({ Bucket: 'multi', Key: 'abandoned.bin', UploadId: abandoned.UploadId })))).toMatchObject({ name: 'NoSuchUpload' })
+      expect(await readdir(`${t.dataDir}/staging/parts`)).toEqual([])
+    })
   })
 
   describe('presigned URLs', () => {
@@ -387,6 +400,56 @@ describe('S3 API with the AWS SDK v3', () => {
       expect(tooLarge.status).toBe(400)
       expect(await tooLarge.text()).toContain('<Code>EntityTooLarge</Code>')
       expect((await s3.send(new ListObjectsV2Command({ Bucket: 'auth-checks' }))).KeyCount).toBe(0)
+    })
+
+    it('checks every aws-chunked chunk signature, and stores nothing when one was tampered with', async () => {
+      const { SignatureV4 } = await import('@smithy/signature-v4')
+      const { Sha256 } = await import('@aws-crypto/sha256-js')
+      const signer = new SignatureV4({ service: 's3', region: 'us-east-1', credentials: t.account, sha256: Sha256, uriEscapePath: false })
+      const chunks = [randomBytes(64 * 1024), randomBytes(64 * 1024), randomBytes(1000)]
+      const decoded = chunks.reduce((n, c) => n + c.length, 0)
+      const send = async (key: string, tamper: number | undefined): Promise<Response> => {
+        const url = new URL(`/auth-checks/${key}`, t.url)
+        const signingDate = new Date()
+        // the encoded length is known in advance: every chunk header carries a 64-hex signature
+        const encodedLength = [...chunks, Buffer.alloc(0)].reduce((n, c) => n + c.length.toString(16).length + ';chunk-signature='.length + 64 + 2 + (c.length > 0 ? c.length + 2 : 0), 0) + 2
+        const headers: Record<string, string> = {
+          host: url.host,
+          'x-amz-content-sha256': 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD',
+          'content-encoding': 'aws-chunked',
+          'x-amz-decoded-content-length': String(decoded),
+          'content-length': String(encodedLength)
+        }
+        const seed = await signer.sign({ method: 'PUT', protocol: 'http:', hostname: url.hostname, port: Number(url.port), path: url.pathname, query: {}, headers }, { signingDate })
+        const authorization = String(seed.headers.authorization)
+        let previous = /Signature=([0-9a-f]{64})/.exec(authorization)?.[1] as string
+        const amzDate = String(seed.headers['x-amz-date'])
+        const scope = `${amzDate.slice(0, 8)}/us-east-1/s3/aws4_request`
+        const parts: Buffer[] = []
+        for (const [i, data] of [...chunks, Buffer.alloc(0)].entries()) {
+          const stringToSign = ['AWS4-HMAC-SHA256-PAYLOAD', amzDate, scope, previous, sha256(Buffer.alloc(0)), sha256(data)].join('\n')
+          previous = await signer.sign(stringToSign, { signingDate })
+          const written = i === tamper ? previous.replace(/^./, (c) => (c === '0' ? '1' : '0')) : previous
+          parts.push(Buffer.from(`${data.length.toString(16)};chunk-signature=${written}\r\n`))
+          if (data.length > 0) parts.push(data, Buffer.from('\r\n'))
+        }
+        parts.push(Buffer.from('\r\n'))
+        const body = Buffer.concat(parts)
+        expect(body.length).toBe(encodedLength)
+        const sendHeaders = { ...seed.headers } as Record<string, string>
+        delete sendHeaders.host
+        return await fetch(url, { method: 'PUT', headers: sendHeaders, body })
+      }
+      const good = await send('chunked-good', undefined)
+      expect(good.status).toBe(200)
+      const got = await s3.send(new GetObjectCommand({ Bucket: 'auth-checks', Key: 'chunked-good' }))
+      expect(sha256(await bodyBytes(got.Body))).toBe(sha256(Buffer.concat(chunks)))
+      const bad = await send('chunked-tampered', 1)
+      expect(bad.status).toBe(403)
+      expect(await bad.text()).toContain('<Code>SignatureDoesNotMatch</Code>')
+      const keys = ((await s3.send(new ListObjectsV2Command({ Bucket: 'auth-checks' }))).Contents ?? []).map((c) => c.Key)
+      expect(keys).toEqual(['chunked-good'])
+      await s3.send(new DeleteObjectCommand({ Bucket: 'auth-checks', Key: 'chunked-good' }))
     })
 
     it('says NotImplemented for operations Atlas does not have, and MethodNotAllowed for nonsense', async () => {
