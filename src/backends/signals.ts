@@ -32,3 +32,45 @@ export function abortToAtlasError (err: unknown, signal: AbortSignal): unknown {
   }
   return err
 }
+
+/**
+ * Pass `source` through and reject as soon as `signal` fires, even while the source is stalled
+ * waiting for bytes; `onChunk` sees every chunk's size.
+ */
+export async function * abortable (source: AsyncIterable<Uint8Array>, signal: AbortSignal, onChunk?: (bytes: number) => void): AsyncGenerator<Uint8Array, void, undefined> {
+  const iterator = source[Symbol.asyncIterator]()
+  let finished = false
+  try {
+    while (true) {
+      const next = await raceAbort(iterator.next(), signal)
+      if (next.done === true) {
+        finished = true
+        return
+      }
+      onChunk?.(next.value.byteLength)
+      yield next.value
+    }
+  } finally {
+    if (!finished) {
+      // don't await: a stalled source would hold up the abort
+      Promise.resolve(iterator.return?.()).catch(() => {})
+    }
+  }
+}
+
+/** Settle with `promise`, or reject with the signal's reason as soon as it fires. */
+export async function raceAbort<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted()
+  let onAbort: (() => void) | undefined
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_resolve, reject) => {
+        onAbort = () => { reject(signal.reason) }
+        signal.addEventListener('abort', onAbort, { once: true })
+      })
+    ])
+  } finally {
+    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
+  }
+}

@@ -37,7 +37,7 @@ import { join } from 'node:path'
 import WebTorrent from 'webtorrent'
 import { canonicalIdFromSha256, parseAddress as parseAnyAddress } from '../../core/content-id.ts'
 import { AbortedError, AtlasError, ContentUnavailableError, NotFoundError } from '../../core/errors.ts'
-import { abortToAtlasError, checkRange, linkSignal } from '../signals.ts'
+import { abortable, abortToAtlasError, checkRange, linkSignal } from '../signals.ts'
 import { FileChunkStore } from './file-store.ts'
 import { TorrentHasher, hashPiecesOfFile } from './piece-hasher.ts'
 import { decodeTorrentFile, encodeTorrentFile, infoHashOf, magnetLink } from './profile.ts'
@@ -714,46 +714,6 @@ async function writeAll (handle: FileHandle, chunks: Uint8Array[]): Promise<void
       }
     }
     pending = rest
-  }
-}
-
-/**
- * Pass `source` through and reject as soon as `signal` fires, even while the source is stalled
- * waiting for bytes.
- */
-async function * abortable (source: AsyncIterable<Uint8Array>, signal: AbortSignal): AsyncGenerator<Uint8Array, void, undefined> {
-  const iterator = source[Symbol.asyncIterator]()
-  let finished = false
-  try {
-    while (true) {
-      const next = await raceAbort(iterator.next(), signal)
-      if (next.done === true) {
-        finished = true
-        return
-      }
-      yield next.value
-    }
-  } finally {
-    if (!finished) {
-      // don't await: a stalled source would hold up the abort
-      Promise.resolve(iterator.return?.()).catch(() => {})
-    }
-  }
-}
-
-async function raceAbort<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  signal.throwIfAborted()
-  let onAbort: (() => void) | undefined
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_resolve, reject) => {
-        onAbort = () => { reject(signal.reason) }
-        signal.addEventListener('abort', onAbort, { once: true })
-      })
-    ])
-  } finally {
-    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
   }
 }
 

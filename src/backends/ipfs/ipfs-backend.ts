@@ -25,7 +25,7 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import * as Digest from 'multiformats/hashes/digest'
 import { AbortedError, AtlasError, ContentUnavailableError, NotFoundError } from '../../core/errors.ts'
-import { abortToAtlasError, checkRange, linkSignal } from '../signals.ts'
+import { abortable, abortToAtlasError, checkRange, linkSignal } from '../signals.ts'
 import { BlockGuard, Mutex } from './block-guard.ts'
 import { dagBlocks } from './dag.ts'
 import { libp2pOptions, loadOrCreatePeerKey } from './libp2p.ts'
@@ -268,7 +268,7 @@ export class IpfsBackend implements StorageBackend {
     }
 
     try {
-      const root = await importUnixfs(counted(source, signal, n => { size += n }), store)
+      const root = await importUnixfs(abortable(source, signal, n => { size += n }), store)
       const result = await this.#mutex.run(async () => {
         signal.throwIfAborted()
         const dag = await dagBlocks(blocks, root, { signal })
@@ -497,47 +497,6 @@ function parseAddress (address: string): CID | undefined {
     return CID.parse(address.startsWith('/ipfs/') ? address.slice(6) : address).toV1()
   } catch {
     return undefined
-  }
-}
-
-/**
- * Pass `source` through, counting bytes, and reject as soon as `signal` fires even while the
- * source is stalled waiting for bytes.
- */
-async function * counted (source: AsyncIterable<Uint8Array>, signal: AbortSignal, count: (n: number) => void): AsyncGenerator<Uint8Array, void, undefined> {
-  const iterator = source[Symbol.asyncIterator]()
-  let finished = false
-  try {
-    while (true) {
-      const next = await raceAbort(iterator.next(), signal)
-      if (next.done === true) {
-        finished = true
-        return
-      }
-      count(next.value.byteLength)
-      yield next.value
-    }
-  } finally {
-    if (!finished) {
-      // don't await: a stalled source would hold up the abort
-      Promise.resolve(iterator.return?.()).catch(() => {})
-    }
-  }
-}
-
-async function raceAbort<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  signal.throwIfAborted()
-  let onAbort: (() => void) | undefined
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_resolve, reject) => {
-        onAbort = () => { reject(signal.reason) }
-        signal.addEventListener('abort', onAbort, { once: true })
-      })
-    ])
-  } finally {
-    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
   }
 }
 
