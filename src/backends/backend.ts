@@ -73,4 +73,10 @@ export interface StorageBackend {
   remove(address: string, options?: AbortOptions): Promise<void>
 
   stats(options?: AbortOptions): Promise<BackendStats>
+
+  /**
+   * Every address the backend retains. The object store compares this with the metadata at
+   * start, to release what a crash left retained but never committed.
+   */
+  list(options?: AbortOptions): AsyncIterable<string>
 }

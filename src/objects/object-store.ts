@@ -101,6 +101,8 @@ export class ObjectStore {
   private timer: NodeJS.Timeout | undefined
   private sweepRequested: NodeJS.Immediate | undefined
   private currentSweep: Promise<void> | undefined
+  /** Compare what the backends retain with the metadata once, at the first sweep after start */
+  private reconcilePending = false
 
   constructor (init: ObjectStoreInit) {
     this.metadata = init.metadata
@@ -122,6 +124,7 @@ export class ObjectStore {
 
   /** Start the periodic sweeper (and run one pass now, which also finishes interrupted work). */
   start (): void {
+    this.reconcilePending = true
     this.timer = setInterval(() => { this.requestSweep() }, this.sweepIntervalMs)
     this.timer.unref()
     this.requestSweep()
@@ -345,6 +348,10 @@ export class ObjectStore {
   }
 
   private async sweepPass (): Promise<void> {
+    if (this.reconcilePending) {
+      this.reconcilePending = false
+      await this.reconcile()
+    }
     const discarded = this.discarded.splice(0)
     for (const location of discarded) {
       const owner = await this.metadata.getContentByAddress(location.address)
@@ -363,6 +370,23 @@ export class ObjectStore {
         }
       }
       if (removed === 0 || orphans.length < SWEEP_BATCH) break
+    }
+  }
+
+  /**
+   * Release what a backend retains but no content row names: the bytes of an upload that the
+   * process died with after the backends accepted it and before its metadata commit. Runs with
+   * no upload in flight (see IngestGate), so nothing in progress can be mistaken for a leftover.
+   */
+  private async reconcile (): Promise<void> {
+    for (const backend of this.backends.values()) {
+      const leftovers: string[] = []
+      for await (const address of backend.list()) {
+        if (await this.metadata.getContentByAddress(address) === null) leftovers.push(address)
+      }
+      // removed after the listing, which may walk the very records a removal deletes
+      for (const address of leftovers) await this.removeLocation({ backend: backend.name, address, extra: {} })
+      if (leftovers.length > 0) this.log.info({ backend: backend.name, released: leftovers.length }, 'released content that no object refers to')
     }
   }
 

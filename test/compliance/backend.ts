@@ -422,6 +422,25 @@ export function backendTests (name: string, options: BackendTestOptions): void {
       })
     })
 
+    describe('list', () => {
+      const listed = async (): Promise<string[]> => {
+        const out: string[] = []
+        for await (const address of backend.list()) out.push(address)
+        return out.sort()
+      }
+
+      it('lists exactly the retained addresses, each once', async () => {
+        expect(await listed()).toEqual([])
+        const a = await backend.put(pieces(randomBytes(3 * MiB), MiB))
+        const b = await backend.put(pieces(randomBytes(1000), 1000))
+        const again = await backend.put(pieces(randomBytes(0), 1))
+        await expect(backend.put((async function * () { yield randomBytes(10); throw new Error('source failed') })())).rejects.toThrow()
+        expect(await listed()).toEqual([a.address, b.address, again.address].sort())
+        await backend.remove(b.address)
+        expect(await listed()).toEqual([a.address, again.address].sort())
+      })
+    })
+
     describe('memory', () => {
       it(`streams a ${LARGE_STREAM_BYTES / MiB} MiB put and get without buffering them`, async () => {
         const gc = exposeGc()

@@ -101,3 +101,28 @@ describe('crash safety (kill -9)', () => {
     expect(server.child.exitCode).toBe(0)
   })
 })
+
+describe('crash between the backends and the metadata commit', () => {
+  it('releases, at the next start, bytes a backend kept for an upload that never committed', async () => {
+    const { startTestAtlas } = await import('../fixtures/atlas.ts')
+    const first = await startTestAtlas()
+    const kept = randomBytes(2 * 1024 * 1024)
+    expect((await first.api('/v1/buckets/kept', { method: 'PUT' })).status).toBe(201)
+    expect((await first.api('/v1/buckets/kept/objects/kept.bin', { method: 'PUT', body: kept })).status).toBe(200)
+    // what an upload leaves when the process dies right after the backend accepted it
+    const orphan = await first.atlas.ipfs.put((async function * () { yield randomBytes(3 * 1024 * 1024) })())
+    expect(await first.atlas.ipfs.has(orphan.address)).toBe(true)
+    await first.stop({ keepData: true })
+
+    const second = await startTestAtlas({ dataDir: first.dataDir })
+    try {
+      await second.atlas.objects.sweep()
+      expect(await second.atlas.ipfs.has(orphan.address)).toBe(false)
+      const res = await second.api('/v1/buckets/kept/objects/kept.bin', { auth: first.account.token })
+      expect(res.status).toBe(200)
+      expect(sha256(new Uint8Array(await res.arrayBuffer()))).toBe(sha256(kept))
+    } finally {
+      await second.stop()
+    }
+  })
+})

@@ -561,6 +561,15 @@ export class BitTorrentBackend implements StorageBackend {
     return { contents: running.entries.size, bytes }
   }
 
+  /** The infohashes of every stored content. */
+  async * list (options: AbortOptions = {}): AsyncGenerator<string, void, undefined> {
+    const running = this.#state()
+    for (const infoHash of [...running.entries.keys()]) {
+      options.signal?.throwIfAborted()
+      yield infoHash
+    }
+  }
+
   /**
    * The .torrent of a stored content, with the trackers and webseed URL of the current
    * configuration (what the gateway serves at `/bt/<infohash>.torrent`).

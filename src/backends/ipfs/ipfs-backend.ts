@@ -385,6 +385,15 @@ export class IpfsBackend implements StorageBackend {
     return { contents: running.pins.size, bytes }
   }
 
+  /** The retained roots, as CIDv1 strings (the addresses put() returned). */
+  async * list (options: AbortOptions = {}): AsyncGenerator<string, void, undefined> {
+    const running = this.#state()
+    for await (const root of running.pins.roots()) {
+      options.signal?.throwIfAborted()
+      yield root.toV1().toString()
+    }
+  }
+
   /**
    * Mark and sweep: recount, from the retained roots, how many roots reach each block, repair the
    * counts where they differ (a crash between a put's counts and its pin record, or a remove's
