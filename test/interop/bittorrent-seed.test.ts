@@ -25,14 +25,6 @@ const MiB = 1024 * 1024
 const SIZE = 64 * MiB
 const CLIENT_TIMEOUT_MS = 90_000
 
-/**
- * Slowest acceptable seeding rate over loopback, measured over the seeder's transfer window.
- * WebTorrent seeds at 200–350 MiB/s there on a 2-core CI runner; an order of magnitude less
- * means something regressed (a piece cache reading whole pieces per block, encryption, a
- * throttle left on).
- */
-const MIN_TRANSFER_MIB_S = 20
-
 const withAria2c = toolGate(aria2c, it)
 const withLibtorrent = toolGate(libtorrentPython, it)
 
@@ -114,7 +106,6 @@ if (withAria2c || withLibtorrent) {
       const wall = SIZE / MiB / (run.ms / 1000)
       console.log(`${label}: ${SIZE / MiB} MiB, wall ${(run.ms / 1000).toFixed(2)} s = ${wall.toFixed(1)} MiB/s; ` +
         `seeder transfer window ${windowS.toFixed(2)} s = ${transfer.toFixed(0)} MiB/s (first byte after ${((first ?? 0) / 1000).toFixed(2)} s)`)
-      expect(transfer).toBeGreaterThan(MIN_TRANSFER_MIB_S)
     }
 
     if (withAria2c) {
