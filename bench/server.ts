@@ -56,6 +56,8 @@ export function atlasEnv (dataDir: string, port: number): NodeJS.ProcessEnv {
     ATLAS_HOST: '127.0.0.1',
     ATLAS_PORT: String(port),
     ATLAS_IPFS_OFFLINE: 'true',
+    ATLAS_BT_PORT: '0',
+    ATLAS_BT_DHT: 'false',
     ATLAS_LOG_LEVEL: 'warn',
     // this process runs under npm: do not let the server inherit npm's own settings for Node
     NODE_OPTIONS: ''

@@ -58,6 +58,22 @@ export const ConfigSchema = z.object({
     /** Multipart uploads not completed within this many hours are aborted. @default 168 (7 days) */
     multipartExpiryHours: z.coerce.number().positive().default(168)
   }).prefault({}),
+  bittorrent: z.object({
+    /** Run the BitTorrent backend. @default true */
+    enabled: bool.default(true),
+    /** Peer TCP port; 0 picks a free one. @default 6881 */
+    port: port.default(6881),
+    /** Tracker announce URLs put in every torrent and magnet link. @default [] */
+    announce: csv.default([]),
+    /** Mainline DHT (reaches public DHT nodes). @default true */
+    dht: bool.default(true),
+    /** Local service discovery (multicast on the LAN). @default false */
+    lsd: bool.default(false),
+    /** Port mapping on the router by UPnP. @default false */
+    natUpnp: bool.default(false),
+    /** Port mapping on the router by NAT-PMP. @default false */
+    natPmp: bool.default(false)
+  }).prefault({}),
   ipfs: z.object({
     /** No libp2p networking at all. @default false */
     offline: bool.default(false),
@@ -88,6 +104,13 @@ export const ENV_MAP: Record<string, string[]> = {
   ATLAS_S3_REGION: ['s3', 'region'],
   ATLAS_S3_MIN_PART_SIZE: ['s3', 'minPartSize'],
   ATLAS_S3_MULTIPART_EXPIRY_HOURS: ['s3', 'multipartExpiryHours'],
+  ATLAS_BT_ENABLED: ['bittorrent', 'enabled'],
+  ATLAS_BT_PORT: ['bittorrent', 'port'],
+  ATLAS_BT_ANNOUNCE: ['bittorrent', 'announce'],
+  ATLAS_BT_DHT: ['bittorrent', 'dht'],
+  ATLAS_BT_LSD: ['bittorrent', 'lsd'],
+  ATLAS_BT_UPNP: ['bittorrent', 'natUpnp'],
+  ATLAS_BT_NATPMP: ['bittorrent', 'natPmp'],
   ATLAS_IPFS_OFFLINE: ['ipfs', 'offline'],
   ATLAS_IPFS_LISTEN: ['ipfs', 'listen'],
   ATLAS_IPFS_BOOTSTRAP: ['ipfs', 'bootstrap']

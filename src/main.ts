@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger as PinoLogger } from 'pino'
 import type { StorageBackend } from './backends/backend.ts'
+import { BitTorrentBackend } from './backends/bittorrent/bittorrent-backend.ts'
 import { IpfsBackend } from './backends/ipfs/ipfs-backend.ts'
 import { publicUrl, type AtlasConfig } from './config.ts'
 import { buildServer } from './gateway/server.ts'
@@ -22,6 +23,7 @@ export interface Atlas {
   objects: ObjectStore
   multipart: MultipartUploads
   ipfs: IpfsBackend
+  bittorrent: BitTorrentBackend | undefined
   /** The base URL the server listens on (after listen) */
   url: string
   logger: PinoLogger
@@ -51,11 +53,33 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
     offline: config.ipfs.offline,
     logger: logger.child({ component: 'ipfs' })
   })
+  // the webseed URL needs the bound port, known only after listen
+  let boundPort = config.port
+  const bittorrent = config.bittorrent.enabled
+    ? new BitTorrentBackend({
+      dataDir: join(config.dataDir, 'bittorrent'),
+      publicUrl: () => publicUrl(config, boundPort),
+      announce: config.bittorrent.announce,
+      port: config.bittorrent.port,
+      dht: config.bittorrent.dht,
+      lsd: config.bittorrent.lsd,
+      // uTP needs utp-native's build step, which the install does not run
+      utp: false,
+      webrtc: false,
+      natUpnp: config.bittorrent.natUpnp,
+      natPmp: config.bittorrent.natPmp,
+      logger: logger.child({ component: 'bittorrent' })
+    })
+    : undefined
   const started: StorageBackend[] = []
   try {
-    await ipfs.start()
-    started.push(ipfs)
+    for (const backend of [ipfs, bittorrent]) {
+      if (backend === undefined) continue
+      await backend.start()
+      started.push(backend)
+    }
   } catch (err) {
+    for (const backend of started) await backend.stop().catch(() => {})
     await metadata.close()
     throw err
   }
@@ -82,7 +106,7 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
       await metadata.getAccount('readiness-probe')
       db = true
     } catch {}
-    return { metadata: db, ipfs: ipfs.isStarted() }
+    return { metadata: db, ipfs: ipfs.isStarted(), ...(bittorrent === undefined ? {} : { bittorrent: bittorrent.isStarted() }) }
   }
   const server = await buildServer({ config, metadata, objects, multipart, readiness }, { logger })
   objects.start()
@@ -93,8 +117,9 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
     await server.listen({ host: config.host, port: config.port })
     const address = server.server.address()
     const port = typeof address === 'object' && address !== null ? address.port : config.port
+    boundPort = port
     url = publicUrl({ ...config, publicUrl: undefined }, port)
-    logger.info({ url, publicUrl: publicUrl(config, port), ipfs: ipfs.multiaddrs() }, 'Atlas is serving')
+    logger.info({ url, publicUrl: publicUrl(config, port), ipfs: ipfs.multiaddrs(), bittorrentPort: bittorrent?.port }, 'Atlas is serving')
   }
 
   let stopping: Promise<void> | undefined
@@ -105,9 +130,10 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
       multipart.stop()
       await objects.stop()
       await ipfs.stop()
+      await bittorrent?.stop()
       await metadata.close()
     })()
     await stopping
   }
-  return { config, server, metadata, objects, multipart, ipfs, url, logger, stop }
+  return { config, server, metadata, objects, multipart, ipfs, bittorrent, url, logger, stop }
 }

@@ -65,12 +65,16 @@ describe('S3 API with the AWS SDK v3', () => {
       expect((await s3.send(new GetBucketLocationCommand({ Bucket: 'loc-region' }))).LocationConstraint).toBe('ipfs')
       const bad = await s3Error(() => s3.send(new CreateBucketCommand({ Bucket: 'loc-bad', CreateBucketConfiguration: { LocationConstraint: 'mars' as never } })))
       expect(bad).toMatchObject({ name: 'InvalidLocationConstraint', status: 400 })
-      // the BitTorrent backend is not part of this gateway yet: a clear refusal
-      const bt = await s3Error(() => s3.send(new CreateBucketCommand({ Bucket: 'loc-bt', CreateBucketConfiguration: { LocationConstraint: 'ipfs+bittorrent' as never } })))
-      expect(bt).toMatchObject({ name: 'InvalidLocationConstraint', status: 400 })
-      const header = await signedFetch(t, { method: 'PUT', path: '/loc-header', headers: { 'x-atlas-backends': 'ipfs' } })
+      await s3.send(new CreateBucketCommand({ Bucket: 'loc-both', CreateBucketConfiguration: { LocationConstraint: 'ipfs+bittorrent' as never } }))
+      expect((await s3.send(new GetBucketLocationCommand({ Bucket: 'loc-both' }))).LocationConstraint).toBe('ipfs+bittorrent')
+      const header = await signedFetch(t, { method: 'PUT', path: '/loc-header', headers: { 'x-atlas-backends': 'bittorrent' } })
       expect(header.status).toBe(200)
-      expect(await s3Error(() => s3.send(new HeadBucketCommand({ Bucket: 'loc-bt' })))).toMatchObject({ status: 404 })
+      expect((await s3.send(new GetBucketLocationCommand({ Bucket: 'loc-header' }))).LocationConstraint).toBe('bittorrent')
+      const stored = await s3.send(new PutObjectCommand({ Bucket: 'loc-both', Key: 'both.bin', Body: randomBytes(300_000) }))
+      expect(stored.$metadata.httpStatusCode).toBe(200)
+      const head = await signedFetch(t, { method: 'HEAD', path: '/loc-both/both.bin' })
+      expect(head.headers.get('x-atlas-btih')).toMatch(/^[0-9a-f]{40}$/)
+      expect(head.headers.get('x-amz-meta-cid')).toMatch(/^bafk/)
     })
 
     it('reports bucket errors as S3 does', async () => {

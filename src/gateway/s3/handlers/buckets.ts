@@ -21,7 +21,7 @@ export function parseBackendList (value: string): BackendName[] | undefined {
 
 /** The location constraint that describes a set of backends */
 export function locationOf (backends: BackendName[]): string {
-  return [...backends].sort().join('+')
+  return BACKEND_NAMES.filter((b) => backends.includes(b)).join('+')
 }
 
 export async function listBuckets (ctx: S3Context) {
