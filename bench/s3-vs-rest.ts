@@ -29,7 +29,7 @@ const { values } = parseArgs({
   options: {
     small: { type: 'string', default: '3000' },
     'large-mib': { type: 'string', default: '256' },
-    rounds: { type: 'string', default: '2' },
+    rounds: { type: 'string', default: '3' },
     /** Node options for the server, e.g. --server-arg=--cpu-prof */
     'server-arg': { type: 'string', multiple: true, default: [] }
   }
