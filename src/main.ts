@@ -108,7 +108,7 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
     } catch {}
     return { metadata: db, ipfs: ipfs.isStarted(), ...(bittorrent === undefined ? {} : { bittorrent: bittorrent.isStarted() }) }
   }
-  const server = await buildServer({ config, metadata, objects, multipart, readiness }, { logger })
+  const server = await buildServer({ config, metadata, objects, multipart, torrents: bittorrent, readiness }, { logger })
   objects.start()
   await multipart.start()
 

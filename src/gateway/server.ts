@@ -10,6 +10,7 @@ import type { MetadataStore } from '../metadata/store.ts'
 import type { MultipartUploads } from '../objects/multipart.ts'
 import type { Logger, ObjectStore } from '../objects/object-store.ts'
 import { bearerPrincipal } from './auth.ts'
+import { btRoutes } from './content/bt.ts'
 import { toAtlasError } from './errors.ts'
 import { healthRoutes } from './health.ts'
 import { bucketRoutes } from './rest/buckets.ts'
@@ -25,6 +26,11 @@ export interface GatewayDeps {
   metadata: MetadataStore
   objects: ObjectStore
   multipart: MultipartUploads
+  /** The BitTorrent backend's torrents and magnets, when it runs */
+  torrents?: {
+    torrentFile(address: string): Promise<Uint8Array>
+    magnet(address: string): string
+  }
   /** Named readiness checks */
   readiness: () => Promise<Record<string, boolean>>
 }
@@ -96,7 +102,7 @@ export async function buildServer (deps: GatewayDeps, options: BuildServerOption
     void reply.header('x-request-id', request.id)
   })
   app.addHook('preHandler', async (request) => {
-    if (request.url.startsWith('/v1/')) request.principal = await bearerPrincipal(request, deps.metadata)
+    if (request.url.startsWith('/v1/') || request.url.startsWith('/bt/')) request.principal = await bearerPrincipal(request, deps.metadata)
   })
 
   app.setErrorHandler(errorResponder(renderProblem))
@@ -113,6 +119,7 @@ export async function buildServer (deps: GatewayDeps, options: BuildServerOption
   await bucketRoutes(app, deps)
   await objectRoutes(app, deps)
   await contentRoutes(app, deps)
+  await btRoutes(app, deps)
   await s3Routes(app, deps, S3_HANDLERS)
   return app
 }

@@ -60,6 +60,18 @@ describe('openapi.yaml and the server agree', () => {
     await call('GET', '/v1/content/garbage')
     await call('GET', `/v1/content/sha256:${'0'.repeat(64)}`)
     await call('HEAD', `/v1/content/${contentId}`)
+    await call('PUT', '/v1/buckets/spec-torrents', { headers: json, body: '{"backends":["ipfs","bittorrent"],"public":true}' })
+    const seeded = await (await call('PUT', '/v1/buckets/spec-torrents/objects/t.bin', { body: randomBytes(100_000) })).json() as { addresses: { btih: string } }
+    const ih = seeded.addresses.btih
+    await call('GET', `/bt/${ih}.torrent`, { auth: false })
+    await call('HEAD', `/bt/${ih}.torrent`, { auth: false })
+    await call('GET', `/bt/${ih}`, { auth: false, headers: { range: 'bytes=0-99' } })
+    await call('GET', `/bt/${ih}`, { auth: false })
+    await call('HEAD', `/bt/${ih}`, { auth: false })
+    await call('GET', `/bt/${ih}/magnet`, { auth: false })
+    await call('HEAD', `/bt/${ih}/magnet`, { auth: false })
+    await call('GET', `/bt/${'0'.repeat(40)}`, { auth: false })
+    await call('GET', '/bt/not-an-infohash/magnet', { auth: false })
     await call('DELETE', '/v1/buckets/spec-bucket')
     await call('DELETE', '/v1/buckets/spec-bucket/objects/a/b.bin')
     await call('DELETE', '/v1/buckets/spec-bucket/objects/f.txt')
