@@ -11,6 +11,14 @@ export type BackendName = 'ipfs' | 'bittorrent'
 
 export const BACKEND_NAMES: readonly BackendName[] = ['ipfs', 'bittorrent']
 
+/** The part of a pino logger a backend uses. */
+export interface BackendLogger {
+  info(obj: object, msg?: string): void
+  warn(obj: object, msg?: string): void
+  error(obj: object, msg?: string): void
+  debug(obj: object, msg?: string): void
+}
+
 export interface AbortOptions {
   signal?: AbortSignal
 }

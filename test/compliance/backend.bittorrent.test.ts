@@ -2,6 +2,7 @@
  * The backend compliance suite against BitTorrentBackend, with networking closed: no DHT, no
  * LSD, no uTP, no WebRTC, no UPnP or NAT-PMP, no trackers; the peer port is a random one.
  */
+import { LOOPBACK_ONLY } from '../fixtures/bittorrent-clients.ts'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -16,14 +17,7 @@ const open = async (dataDir: string): Promise<BitTorrentBackend> => {
     dataDir,
     // nothing listens there: the webseed URL only has to be well-formed
     publicUrl: () => 'http://127.0.0.1:9',
-    announce: [],
-    port: 0,
-    dht: false,
-    lsd: false,
-    utp: false,
-    webrtc: false,
-    natUpnp: false,
-    natPmp: false
+    ...LOOPBACK_ONLY
   })
   await backend.start()
   dirs.set(backend, dataDir)

@@ -17,7 +17,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BitTorrentBackend } from '../../src/backends/bittorrent/bittorrent-backend.ts'
 import { canonicalIdFromSha256 } from '../../src/core/content-id.ts'
-import { aria2c, libtorrentPython, runAria2c, runLibtorrent, sha256File, startTracker } from '../fixtures/bittorrent-clients.ts'
+import { LOOPBACK_ONLY, aria2c, libtorrentPython, runAria2c, runLibtorrent, sha256File, startTracker } from '../fixtures/bittorrent-clients.ts'
 import { toolGate } from '../fixtures/tools.ts'
 import type { ClientRun, LoopbackTracker } from '../fixtures/bittorrent-clients.ts'
 
@@ -45,14 +45,8 @@ if (withAria2c || withLibtorrent) {
       backend = new BitTorrentBackend({
         dataDir: join(dir, 'backend'),
         publicUrl: () => `http://127.0.0.1:${closedPort}`,
-        announce: [tracker.announceUrl],
-        port: 0,
-        dht: false,
-        lsd: false,
-        utp: false,
-        webrtc: false,
-        natUpnp: false,
-        natPmp: false
+        ...LOOPBACK_ONLY,
+        announce: [tracker.announceUrl]
       })
       await backend.start()
       const bytes = randomBytes(SIZE)

@@ -41,18 +41,13 @@ import { abortable, abortToAtlasError, checkRange, linkSignal } from '../signals
 import { FileChunkStore } from './file-store.ts'
 import { TorrentHasher, hashPiecesOfFile } from './piece-hasher.ts'
 import { decodeTorrentFile, encodeTorrentFile, infoHashOf, magnetLink } from './profile.ts'
-import type { AbortOptions, BackendGetOptions, BackendPutOptions, BackendPutResult, BackendStats, StorageBackend } from '../backend.ts'
+import type { AbortOptions, BackendLogger, BackendGetOptions, BackendPutOptions, BackendPutResult, BackendStats, StorageBackend } from '../backend.ts'
 import type { TorrentExtras, TorrentInfo } from './profile.ts'
 import type { FileHandle } from 'node:fs/promises'
 import type { Torrent } from 'webtorrent'
 
 /** The part of a pino logger the backend uses. */
-export interface BitTorrentBackendLogger {
-  info(obj: object, msg?: string): void
-  warn(obj: object, msg?: string): void
-  error(obj: object, msg?: string): void
-  debug(obj: object, msg?: string): void
-}
+export type BitTorrentBackendLogger = BackendLogger
 
 /** Constructor options of {@link BitTorrentBackend}. */
 export interface BitTorrentBackendInit {

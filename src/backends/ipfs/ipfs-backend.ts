@@ -32,7 +32,7 @@ import { libp2pOptions, loadOrCreatePeerKey } from './libp2p.ts'
 import { PinIndex, blockKey, rootKey } from './pin-index.ts'
 import { importUnixfs } from './profile.ts'
 import { readUnixfsFile } from './reader.ts'
-import type { AbortOptions, BackendGetOptions, BackendPutOptions, BackendPutResult, BackendStats, StorageBackend } from '../backend.ts'
+import type { AbortOptions, BackendLogger, BackendGetOptions, BackendPutOptions, BackendPutResult, BackendStats, StorageBackend } from '../backend.ts'
 import type { AtlasLibp2pServices } from './libp2p.ts'
 import type { Helia } from 'helia'
 import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
@@ -40,12 +40,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import type { WritableStorage } from 'ipfs-unixfs-importer'
 
 /** The part of a pino logger the backend uses. */
-export interface IpfsBackendLogger {
-  info(obj: object, msg?: string): void
-  warn(obj: object, msg?: string): void
-  error(obj: object, msg?: string): void
-  debug(obj: object, msg?: string): void
-}
+export type IpfsBackendLogger = BackendLogger
 
 /** Constructor options of {@link IpfsBackend}. */
 export interface IpfsBackendInit {

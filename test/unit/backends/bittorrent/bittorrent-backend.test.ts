@@ -3,6 +3,7 @@
  * addresses and .torrent files, re-seeding after a restart without reading the data, damaged
  * and left-over files, stopping with work in flight, races, and seeding to a real peer.
  */
+import { LOOPBACK_ONLY } from '../../../fixtures/bittorrent-clients.ts'
 import { createHash, randomBytes } from 'node:crypto'
 import { access, mkdtemp, readFile, readdir, rm, truncate, unlink, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
@@ -51,14 +52,7 @@ async function freePort (): Promise<number> {
 
 const CLOSED: Omit<BitTorrentBackendInit, 'dataDir'> = {
   publicUrl: () => 'https://atlas.test',
-  announce: [],
-  port: 0,
-  dht: false,
-  lsd: false,
-  utp: false,
-  webrtc: false,
-  natUpnp: false,
-  natPmp: false
+  ...LOOPBACK_ONLY
 }
 
 describe('BitTorrentBackend', () => {
