@@ -131,9 +131,6 @@ export class AbortedError extends AtlasError {
   }
 }
 
-export function isAtlasError (err: unknown): err is AtlasError {
-  return err instanceof AtlasError
-}
 
 /** True for errors that mean "the caller aborted", whatever layer raised them. */
 export function isAbortError (err: unknown): boolean {

@@ -61,7 +61,3 @@ export async function primeStream (source: AsyncIterable<Uint8Array>): Promise<R
   return Readable.from(replay(), { objectMode: false, highWaterMark: 64 * 1024 })
 }
 
-/** Send a primed stream; the stream is destroyed (and the backend read stopped) if the client leaves. */
-export function sendStream (reply: FastifyReply, stream: Readable): FastifyReply {
-  return reply.send(stream)
-}
