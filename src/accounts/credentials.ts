@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { AtlasError } from '../core/errors.ts'
-import type { Account, AccessKey, MetadataStore } from '../metadata/store.ts'
+import type { AccessKey, MetadataStore } from '../metadata/store.ts'
 
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
 
@@ -58,11 +58,9 @@ export async function createAccount (metadata: MetadataStore, name: string): Pro
   return { id: account.id, name: account.name, ...credentials }
 }
 
-/** The account whose active key issued `token`, or null. */
-export async function accountForToken (metadata: MetadataStore, token: string): Promise<{ account: Account, key: AccessKey } | null> {
+/** The active key that issued `token` (it names its account), or null. */
+export async function keyForToken (metadata: MetadataStore, token: string): Promise<AccessKey | null> {
   if (!token.startsWith(TOKEN_PREFIX)) return null
   const key = await metadata.getAccessKeyByTokenHash(hashToken(token))
-  if (key === null || key.revokedAt !== null) return null
-  const account = await metadata.getAccount(key.accountId)
-  return account === null ? null : { account, key }
+  return key === null || key.revokedAt !== null ? null : key
 }

@@ -3,7 +3,7 @@
  * issue) verifies SigV4 with the same access keys. A principal is resolved once per request.
  */
 import type { FastifyRequest } from 'fastify'
-import { accountForToken } from '../accounts/credentials.ts'
+import { keyForToken } from '../accounts/credentials.ts'
 import { AtlasError } from '../core/errors.ts'
 import type { Bucket, MetadataStore } from '../metadata/store.ts'
 
@@ -28,9 +28,9 @@ export async function bearerPrincipal (request: FastifyRequest, metadata: Metada
   if (header === undefined || header === '') return null
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
   if (match === null) throw new AtlasError('InvalidToken', 'Authorization must be "Bearer <token>"')
-  const found = await accountForToken(metadata, match[1] as string)
-  if (found === null) throw new AtlasError('InvalidToken', 'The token is unknown or has been revoked')
-  return { accountId: found.account.id, accessKeyId: found.key.accessKeyId }
+  const key = await keyForToken(metadata, match[1] as string)
+  if (key === null) throw new AtlasError('InvalidToken', 'The token is unknown or has been revoked')
+  return { accountId: key.accountId, accessKeyId: key.accessKeyId }
 }
 
 export function requirePrincipal (request: FastifyRequest): Principal {

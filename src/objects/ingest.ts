@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto'
 import type { BackendName, StorageBackend } from '../backends/backend.ts'
 import { canonicalIdFromSha256 } from '../core/content-id.ts'
 import { AbortedError, AtlasError, isAbortError } from '../core/errors.ts'
-import { fanOut } from '../core/streams.ts'
+import { checkLength, fanOut } from '../core/streams.ts'
 import { StreamDigester, type DigestPool } from './digest-pool.ts'
 import type { ContentLocation } from '../metadata/store.ts'
 
@@ -110,16 +110,11 @@ async function * hashAndLimit (source: AsyncIterable<Uint8Array>, out: Digests, 
   const sha256 = digester === undefined ? createHash('sha256') : undefined
   let size = 0
   let finished = false
-  const limit = options.expectedSize ?? options.maxSize
   try {
-    for await (const chunk of source) {
+    // checkLength fails the stream instead of ending it on a short or long body
+    for await (const chunk of checkLength(source, options.expectedSize, options.maxSize)) {
       if (options.signal.aborted) throw new AbortedError()
       size += chunk.byteLength
-      if (size > limit) {
-        throw options.expectedSize === undefined
-          ? new AtlasError('EntityTooLarge', `Body exceeds the limit of ${options.maxSize} bytes`, { details: { limit: options.maxSize } })
-          : new AtlasError('IncompleteBody', `Body is longer than the ${options.expectedSize} bytes announced`)
-      }
       if (digester !== undefined) {
         for (const block of await digester.push(chunk)) yield block
       } else {
@@ -127,9 +122,6 @@ async function * hashAndLimit (source: AsyncIterable<Uint8Array>, out: Digests, 
         sha256?.update(chunk)
         yield chunk
       }
-    }
-    if (options.expectedSize !== undefined && size !== options.expectedSize) {
-      throw new AtlasError('IncompleteBody', `Received ${size} of the ${options.expectedSize} bytes announced`)
     }
     const last = digester?.rest()
     // the digests are ready before the end is signalled: the backends finish after this

@@ -118,6 +118,11 @@ interface Entry {
   torrent: Torrent | undefined
 }
 
+/** The record of a stored content, not yet seeding */
+function newEntry (infoHash: string, info: TorrentInfo, torrentBytes: number, damaged: string | undefined): Entry {
+  return { infoHash, name: info.name, size: info.length, pieceLength: info.pieceLength, torrentBytes, damaged, torrent: undefined }
+}
+
 interface Running {
   client: WebTorrent
   entries: Map<string, Entry>
@@ -269,15 +274,7 @@ export class BitTorrentBackend implements StorageBackend {
         this.#log.error({ err, file: name }, 'bittorrent: ignoring an unreadable .torrent')
         return
       }
-      const entry: Entry = {
-        infoHash,
-        name: info.name,
-        size: info.length,
-        pieceLength: info.pieceLength,
-        torrentBytes,
-        damaged: await this.#checkDataFile(infoHash, info.length),
-        torrent: undefined
-      }
+      const entry = newEntry(infoHash, info, torrentBytes, await this.#checkDataFile(infoHash, info.length))
       if (entry.damaged !== undefined) this.#log.warn({ infoHash, reason: entry.damaged }, 'bittorrent: content damaged, not seeding it')
       running.entries.set(infoHash, entry)
       loaded.push({ entry, info })
@@ -386,15 +383,7 @@ export class BitTorrentBackend implements StorageBackend {
           await rm(this.#dataPath(infoHash), { force: true })
           throw err
         }
-        const entry: Entry = {
-          infoHash,
-          name: info.name,
-          size: info.length,
-          pieceLength: info.pieceLength,
-          torrentBytes,
-          damaged: undefined,
-          torrent: undefined
-        }
+        const entry = newEntry(infoHash, info, torrentBytes, undefined)
         running.entries.set(infoHash, entry)
         await this.#seed(running, entry, info)
         this.#log.debug({ address: infoHash, size: info.length, pieceLength: info.pieceLength }, 'bittorrent put')

@@ -9,7 +9,7 @@ import type { Content, MetadataStore } from '../../metadata/store.ts'
 import type { Principal } from '../auth.ts'
 import { sendContent } from '../send-content.ts'
 import type { GatewayDeps } from '../server.ts'
-import { addressesOf } from './views.ts'
+import { addressHeaders } from './views.ts'
 
 /** Throw unless the principal may read the content. Unknown and forbidden look the same (404). */
 export async function assertContentReadable (metadata: MetadataStore, principal: Principal | null, content: Content): Promise<void> {
@@ -19,15 +19,9 @@ export async function assertContentReadable (metadata: MetadataStore, principal:
   throw new AtlasError('NoSuchContent', 'No content you may read is stored at that address')
 }
 
+/** Headers of a response that carries content by address: its addresses, immutable caching */
 export function contentHeaders (content: Content): Record<string, string> {
-  const addresses = addressesOf(content)
-  const headers: Record<string, string> = {
-    'x-atlas-content-id': content.id,
-    'cache-control': 'public, max-age=29030400, immutable'
-  }
-  if (addresses.ipfs !== undefined) headers['x-atlas-cid'] = addresses.ipfs
-  if (addresses.btih !== undefined) headers['x-atlas-btih'] = addresses.btih
-  return headers
+  return { ...addressHeaders(content), 'cache-control': 'public, max-age=29030400, immutable' }
 }
 
 export async function contentRoutes (app: FastifyInstance, deps: GatewayDeps): Promise<void> {

@@ -13,7 +13,7 @@ import { ownedBucket, readableBucket, requirePrincipal } from '../auth.ts'
 import { declaredLength, requestBody, requestSignal } from '../http.ts'
 import { sendContent } from '../send-content.ts'
 import type { GatewayDeps } from '../server.ts'
-import { addressesOf, decodeCursor, encodeCursor, objectSummaryView, objectView } from './views.ts'
+import { addressHeaders, decodeCursor, encodeCursor, objectSummaryView, objectView } from './views.ts'
 
 /** User metadata headers on the REST API */
 export const REST_META_PREFIX = 'x-atlas-meta-'
@@ -23,16 +23,9 @@ export const MAX_LIST_LIMIT = 1000
 
 interface ObjectParams { bucket: string, '*': string }
 
-export function objectHeaders (stored: StoredObject): Record<string, string> {
-  const addresses = addressesOf(stored.content)
-  const headers: Record<string, string> = { 'x-atlas-content-id': stored.content.id }
-  if (addresses.ipfs !== undefined) headers['x-atlas-cid'] = addresses.ipfs
-  if (addresses.btih !== undefined) headers['x-atlas-btih'] = addresses.btih
-  return headers
-}
 
 function sendStored (reply: FastifyReply, stored: StoredObject, status: number): FastifyReply {
-  return reply.code(status).headers(objectHeaders(stored)).header('etag', `"${stored.object.etag}"`).send(objectView(stored.object, stored.content))
+  return reply.code(status).headers(addressHeaders(stored.content)).header('etag', `"${stored.object.etag}"`).send(objectView(stored.object, stored.content))
 }
 
 function parseMd5Header (value: string | string[] | undefined): string | undefined {
@@ -119,7 +112,7 @@ export async function objectRoutes (app: FastifyInstance, deps: GatewayDeps): Pr
       etag: `"${stored.object.etag}"`,
       contentType: stored.object.contentType,
       lastModified: stored.object.createdAt,
-      headers: { ...objectHeaders(stored), ...headersFromMetadata(stored.object.metadata, REST_META_PREFIX) }
+      headers: { ...addressHeaders(stored.content), ...headersFromMetadata(stored.object.metadata, REST_META_PREFIX) }
     })
   }
   app.get<{ Params: ObjectParams }>('/v1/buckets/:bucket/objects/*', { exposeHeadRoute: false }, readObject)

@@ -23,6 +23,15 @@ export function addressesOf (content: Content): Addresses {
   return out
 }
 
+/** Response headers naming a content's addresses: x-atlas-content-id, x-atlas-cid, x-atlas-btih */
+export function addressHeaders (content: Content): Record<string, string> {
+  const addresses = addressesOf(content)
+  const headers: Record<string, string> = { 'x-atlas-content-id': content.id }
+  if (addresses.ipfs !== undefined) headers['x-atlas-cid'] = addresses.ipfs
+  if (addresses.btih !== undefined) headers['x-atlas-btih'] = addresses.btih
+  return headers
+}
+
 export function bucketView (bucket: Bucket): Record<string, unknown> {
   return {
     name: bucket.name,

@@ -24,14 +24,14 @@ function encoder (query: URLSearchParams): (s: string) => string {
   return (s) => encodeURIComponent(s).replace(/%2F/g, '/')
 }
 
-async function page (ctx: S3Context, after: string | undefined, limit: number): Promise<{ bucket: string, prefix: string, delimiter: string | undefined, result: ListObjectsResult }> {
+async function page (ctx: S3Context, after: string | undefined, limit: number): Promise<{ bucket: string, ownerId: string, prefix: string, delimiter: string | undefined, result: ListObjectsResult }> {
   const bucket = await readBucket(ctx)
   const prefix = ctx.query.get('prefix') ?? ''
   const delimiter = ctx.query.get('delimiter') ?? undefined
   const result = limit === 0
     ? { objects: [], commonPrefixes: [], truncated: false }
     : await ctx.deps.metadata.listObjects({ bucket: bucket.name, prefix, delimiter: delimiter === '' ? undefined : delimiter, after, limit })
-  return { bucket: bucket.name, prefix, delimiter: delimiter === '' ? undefined : delimiter, result }
+  return { bucket: bucket.name, ownerId: bucket.ownerId, prefix, delimiter: delimiter === '' ? undefined : delimiter, result }
 }
 
 /** Contents entries; `owner` is the bucket owner's id when the listing shows owners */
@@ -46,10 +46,6 @@ function contents (objects: ObjectRecord[], enc: (s: string) => string, owner: s
   }))
 }
 
-async function ownerOf (ctx: S3Context, bucket: string): Promise<string> {
-  return (await ctx.deps.metadata.getBucket(bucket))?.ownerId ?? ''
-}
-
 export async function listObjectsV2 (ctx: S3Context) {
   const enc = encoder(ctx.query)
   const limit = maxKeys(ctx.query)
@@ -60,8 +56,8 @@ export async function listObjectsV2 (ctx: S3Context) {
     if (token === '') throw new AtlasError('InvalidArgument', 'The continuation token provided is incorrect')
     after = Buffer.from(token, 'base64url').toString('utf8')
   }
-  const { bucket, prefix, delimiter, result } = await page(ctx, after === '' ? undefined : after, limit)
-  const owner = ctx.query.get('fetch-owner') === 'true' ? await ownerOf(ctx, bucket) : undefined
+  const { bucket, ownerId, prefix, delimiter, result } = await page(ctx, after === '' ? undefined : after, limit)
+  const owner = ctx.query.get('fetch-owner') === 'true' ? ownerId : undefined
   const xml = renderXml('ListBucketResult', {
     Name: bucket,
     Prefix: enc(prefix),
@@ -83,8 +79,7 @@ export async function listObjects (ctx: S3Context) {
   const enc = encoder(ctx.query)
   const limit = maxKeys(ctx.query)
   const marker = ctx.query.get('marker') ?? ''
-  const { bucket, prefix, delimiter, result } = await page(ctx, marker === '' ? undefined : marker, limit)
-  const owner = await ownerOf(ctx, bucket)
+  const { bucket, ownerId: owner, prefix, delimiter, result } = await page(ctx, marker === '' ? undefined : marker, limit)
   const xml = renderXml('ListBucketResult', {
     Name: bucket,
     Prefix: enc(prefix),

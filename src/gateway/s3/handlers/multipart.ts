@@ -11,7 +11,7 @@ import { parseContentMd5 } from '../auth/payload.ts'
 import { readXmlBody, s3Body } from '../body.ts'
 import { ownBucket, requireKey, requireSigned, type S3Context } from '../context.ts'
 import { renderXml, text } from '../xml.ts'
-import { addressHeaders, copySource, uploadMetadata } from './objects.ts'
+import { copySource, s3AddressHeaders, uploadMetadata } from './objects.ts'
 import { parseTagging } from './tagging.ts'
 
 const MAX_PARTS_LISTED = 1000
@@ -117,7 +117,7 @@ export async function completeMultipartUpload (ctx: S3Context) {
   const stored = await ctx.deps.multipart.complete(bucket, upload, requested, requestSignal(ctx.request, ctx.reply))
   const location = `${ctx.request.protocol}://${ctx.request.headers.host ?? 'localhost'}/${bucket.name}/${encodeURIComponent(upload.key).replace(/%2F/g, '/')}`
   const xml = renderXml('CompleteMultipartUploadResult', { Location: location, Bucket: bucket.name, Key: upload.key, ETag: `"${stored.object.etag}"` })
-  return ctx.reply.headers(addressHeaders(stored)).header('content-type', 'application/xml').send(xml)
+  return ctx.reply.headers(s3AddressHeaders(stored)).header('content-type', 'application/xml').send(xml)
 }
 
 export async function abortMultipartUpload (ctx: S3Context) {

@@ -8,7 +8,7 @@ import type { ObjectRecord } from '../../../metadata/store.ts'
 import { headersFromMetadata, metadataFromHeaders } from '../../../objects/object-metadata.ts'
 import type { StoredObject } from '../../../objects/object-store.ts'
 import { requestSignal } from '../../http.ts'
-import { addressesOf } from '../../rest/views.ts'
+import { addressHeaders } from '../../rest/views.ts'
 import { checkConditions, sendContent } from '../../send-content.ts'
 import { parseContentMd5 } from '../auth/payload.ts'
 import { s3Body, readXmlBody } from '../body.ts'
@@ -29,16 +29,11 @@ const OVERRIDES: Record<string, string> = {
   'response-content-encoding': 'content-encoding'
 }
 
-/** Headers every object response carries: its addresses, as Filebase does with x-amz-meta-cid */
-export function addressHeaders (stored: StoredObject): Record<string, string> {
-  const addresses = addressesOf(stored.content)
-  const headers: Record<string, string> = { 'x-atlas-content-id': stored.content.id }
-  if (addresses.ipfs !== undefined) {
-    headers['x-amz-meta-cid'] = addresses.ipfs
-    headers['x-atlas-cid'] = addresses.ipfs
-  }
-  if (addresses.btih !== undefined) headers['x-atlas-btih'] = addresses.btih
-  return headers
+/** Headers every S3 object response carries: the addresses, plus x-amz-meta-cid as Filebase sends it */
+export function s3AddressHeaders (stored: StoredObject): Record<string, string> {
+  const headers = addressHeaders(stored.content)
+  const cid = headers['x-atlas-cid']
+  return cid === undefined ? headers : { ...headers, 'x-amz-meta-cid': cid }
 }
 
 function checksumHeaders (object: ObjectRecord): Record<string, string> {
@@ -83,7 +78,7 @@ export async function putObject (ctx: S3Context) {
   })
   return ctx.reply
     .header('etag', `"${stored.object.etag}"`)
-    .headers(addressHeaders(stored))
+    .headers(s3AddressHeaders(stored))
     .headers(checksumHeaders(stored.object))
     .send()
 }
@@ -94,7 +89,7 @@ async function readObject (ctx: S3Context) {
   if (ctx.query.has('partNumber')) throw new AtlasError('NotImplemented', 'GetObject by partNumber is not implemented')
   const stored = await ctx.deps.objects.getObject(bucket.name, key)
   const headers: Record<string, string> = {
-    ...addressHeaders(stored),
+    ...s3AddressHeaders(stored),
     ...headersFromMetadata(stored.object.metadata, S3_META_PREFIX),
     // whole-object checksums describe whole responses only, never a range of one
     ...(ctx.request.headers['x-amz-checksum-mode'] === 'ENABLED' && ctx.request.headers.range === undefined ? checksumHeaders(stored.object) : {})
@@ -224,5 +219,5 @@ export async function copyObject (ctx: S3Context) {
     signal: requestSignal(ctx.request, ctx.reply)
   })
   const xml = renderXml('CopyObjectResult', { LastModified: stored.object.createdAt.toISOString(), ETag: `"${stored.object.etag}"` })
-  return ctx.reply.headers(addressHeaders(stored)).header('content-type', 'application/xml').send(xml)
+  return ctx.reply.headers(s3AddressHeaders(stored)).header('content-type', 'application/xml').send(xml)
 }
