@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { z } from 'zod'
 import { BACKEND_NAMES } from './backends/backend.ts'
+import { UNITS_PER_BTT, parseBtt } from './billing/amount.ts'
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
@@ -22,6 +23,16 @@ const bool = z.union([
 ])
 
 const port = z.coerce.number().int().min(0).max(65535)
+
+/** A price in decimal BTT (`"0.5"`), read exactly into base units */
+const btt = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  try {
+    return parseBtt(String(value))
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message })
+    return z.NEVER
+  }
+})
 
 export const ConfigSchema = z.object({
   /** Address the HTTP server binds. @default 127.0.0.1 */
@@ -63,7 +74,15 @@ export const ConfigSchema = z.object({
     enabled: bool.default(true),
     /** Peer TCP port; 0 picks a free one. @default 6881 */
     port: port.default(6881),
-    /** Tracker announce URLs put in every torrent and magnet link. @default [] */
+    /**
+     * The built-in HTTP tracker at `/announce` and `/scrape`, listed first in every torrent and
+     * magnet link and announced to by the gateway's own seeder. It tracks only torrents the
+     * gateway stores. Turn it off when replicas share one public URL (each replica's tracker
+     * would know only its own peers) and configure a shared tracker in `announce` instead.
+     * @default true
+     */
+    tracker: bool.default(true),
+    /** Tracker announce URLs put in every torrent and magnet link (after the built-in one). @default [] */
     announce: csv.default([]),
     /** Mainline DHT (reaches public DHT nodes). @default true */
     dht: bool.default(true),
@@ -81,6 +100,46 @@ export const ConfigSchema = z.object({
     listen: csv.default(['/ip4/0.0.0.0/tcp/4001']),
     /** Peers (multiaddrs with /p2p/) dialled at start and kept connected. @default [] */
     bootstrap: csv.default([])
+  }).prefault({}),
+  billing: z.object({
+    /**
+     * Bill storage and delivery in BTT against each account's balance. Off, every request is
+     * free and nothing is metered. @default true
+     */
+    enabled: bool.default(true),
+    /** Length of a storage metering period in seconds. @default 3600 (hourly) */
+    periodSeconds: z.coerce.number().int().min(1).default(3600),
+    /** Storage price per GiB-month (30 days) on each backend, in BTT; a bucket on both pays both */
+    storagePerGiBMonth: z.object({
+      /** @default 5000 BTT */
+      ipfs: btt.default(5000n * UNITS_PER_BTT),
+      /** @default 5000 BTT */
+      bittorrent: btt.default(5000n * UNITS_PER_BTT)
+    }).prefault({}),
+    /** Egress price per GiB in each delivery lane, in BTT */
+    egressPerGiB: z.object({
+      /** @default 2000 BTT */
+      slow: btt.default(2000n * UNITS_PER_BTT),
+      /** @default 5000 BTT */
+      medium: btt.default(5000n * UNITS_PER_BTT),
+      /** @default 10000 BTT */
+      fast: btt.default(10000n * UNITS_PER_BTT)
+    }).prefault({}),
+    /** A fee per request that delivers content (GET), in BTT. @default 0 */
+    requestFee: btt.default(0n),
+    /** Throughput cap of each throttled lane in bytes per second */
+    lanes: z.object({
+      /** @default 1 MiB/s */
+      slow: z.coerce.number().int().positive().default(MiB),
+      /** @default 10 MiB/s */
+      medium: z.coerce.number().int().positive().default(10 * MiB)
+    }).prefault({}),
+    /** The lane of a request that names none and whose key has no default. @default fast */
+    defaultLane: z.enum(['slow', 'medium', 'fast']).default('fast'),
+    /** Days of storage an upload's account must be able to pay for up front. @default 7 */
+    uploadRunwayDays: z.coerce.number().min(0).default(7),
+    /** Days an account that ran dry keeps its data before unpaid content is unpinned. @default 14 */
+    graceDays: z.coerce.number().min(0).default(14)
   }).prefault({})
 })
 
@@ -106,6 +165,7 @@ export const ENV_MAP: Record<string, string[]> = {
   ATLAS_S3_MULTIPART_EXPIRY_HOURS: ['s3', 'multipartExpiryHours'],
   ATLAS_BT_ENABLED: ['bittorrent', 'enabled'],
   ATLAS_BT_PORT: ['bittorrent', 'port'],
+  ATLAS_BT_TRACKER: ['bittorrent', 'tracker'],
   ATLAS_BT_ANNOUNCE: ['bittorrent', 'announce'],
   ATLAS_BT_DHT: ['bittorrent', 'dht'],
   ATLAS_BT_LSD: ['bittorrent', 'lsd'],
@@ -113,7 +173,20 @@ export const ENV_MAP: Record<string, string[]> = {
   ATLAS_BT_NATPMP: ['bittorrent', 'natPmp'],
   ATLAS_IPFS_OFFLINE: ['ipfs', 'offline'],
   ATLAS_IPFS_LISTEN: ['ipfs', 'listen'],
-  ATLAS_IPFS_BOOTSTRAP: ['ipfs', 'bootstrap']
+  ATLAS_IPFS_BOOTSTRAP: ['ipfs', 'bootstrap'],
+  ATLAS_BILLING_ENABLED: ['billing', 'enabled'],
+  ATLAS_BILLING_PERIOD_SECONDS: ['billing', 'periodSeconds'],
+  ATLAS_PRICE_STORAGE_IPFS: ['billing', 'storagePerGiBMonth', 'ipfs'],
+  ATLAS_PRICE_STORAGE_BITTORRENT: ['billing', 'storagePerGiBMonth', 'bittorrent'],
+  ATLAS_PRICE_EGRESS_SLOW: ['billing', 'egressPerGiB', 'slow'],
+  ATLAS_PRICE_EGRESS_MEDIUM: ['billing', 'egressPerGiB', 'medium'],
+  ATLAS_PRICE_EGRESS_FAST: ['billing', 'egressPerGiB', 'fast'],
+  ATLAS_PRICE_REQUEST: ['billing', 'requestFee'],
+  ATLAS_LANE_SLOW_BPS: ['billing', 'lanes', 'slow'],
+  ATLAS_LANE_MEDIUM_BPS: ['billing', 'lanes', 'medium'],
+  ATLAS_DEFAULT_LANE: ['billing', 'defaultLane'],
+  ATLAS_BILLING_RUNWAY_DAYS: ['billing', 'uploadRunwayDays'],
+  ATLAS_BILLING_GRACE_DAYS: ['billing', 'graceDays']
 }
 
 export class ConfigError extends Error {

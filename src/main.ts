@@ -7,9 +7,13 @@ import type { FastifyInstance } from 'fastify'
 import { pino, type Logger as PinoLogger } from 'pino'
 import type { StorageBackend } from './backends/backend.ts'
 import { BitTorrentBackend } from './backends/bittorrent/bittorrent-backend.ts'
+import { BuiltInTracker } from './backends/bittorrent/tracker.ts'
 import { IpfsBackend } from './backends/ipfs/ipfs-backend.ts'
+import { Billing, loadOrCreateInstanceId } from './billing/billing.ts'
+import { KyselyLedger } from './billing/kysely-ledger.ts'
 import { publicUrl, type AtlasConfig } from './config.ts'
 import { buildServer } from './gateway/server.ts'
+import { KyselyMetadataStore } from './metadata/kysely-store.ts'
 import { openMetadata } from './metadata/open.ts'
 import type { MetadataStore } from './metadata/store.ts'
 import { MultipartUploads } from './objects/multipart.ts'
@@ -22,8 +26,12 @@ export interface Atlas {
   metadata: MetadataStore
   objects: ObjectStore
   multipart: MultipartUploads
+  /** Metering and charging; undefined when billing is off */
+  billing: Billing | undefined
   ipfs: IpfsBackend
   bittorrent: BitTorrentBackend | undefined
+  /** The built-in BitTorrent tracker (`/announce`, `/scrape`), when the backend and it are on */
+  tracker: BuiltInTracker | undefined
   /** The base URL the server listens on (after listen) */
   url: string
   logger: PinoLogger
@@ -55,11 +63,17 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
   })
   // the webseed URL needs the bound port, known only after listen
   let boundPort = config.port
+  // the built-in tracker goes into torrents, magnets and the seeder's announces only once the
+  // server listens: before that nothing answers at its URL (which may even name port 0)
+  let serving = false
+  const announce = (): string[] => serving && config.bittorrent.tracker
+    ? [`${publicUrl(config, boundPort)}/announce`, ...config.bittorrent.announce]
+    : config.bittorrent.announce
   const bittorrent = config.bittorrent.enabled
     ? new BitTorrentBackend({
       dataDir: join(config.dataDir, 'bittorrent'),
       publicUrl: () => publicUrl(config, boundPort),
-      announce: config.bittorrent.announce,
+      announce,
       port: config.bittorrent.port,
       dht: config.bittorrent.dht,
       lsd: config.bittorrent.lsd,
@@ -84,13 +98,27 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
     throw err
   }
   const staging = new StagingArea(join(config.dataDir, 'staging'))
+  let billing: Billing | undefined
   const objects = new ObjectStore({
     metadata,
     backends: started,
     maxObjectSize: config.limits.maxObjectSize,
     staging,
-    logger: logger.child({ component: 'objects' })
+    logger: logger.child({ component: 'objects' }),
+    // storage is paid by the bucket's owner, who needs the runway for it
+    admitUpload: async (bucket, size) => { await billing?.assertCanUpload(bucket.ownerId, size ?? 0, bucket.backends) }
   })
+  if (config.billing.enabled) {
+    if (!(metadata instanceof KyselyMetadataStore)) throw new Error('Billing needs the SQL metadata store')
+    billing = new Billing({
+      ledger: new KyselyLedger({ db: metadata.db, dialect: metadata.dialect }),
+      db: metadata.db,
+      config: config.billing,
+      owner: await loadOrCreateInstanceId(config.dataDir),
+      logger: logger.child({ component: 'billing' }),
+      releaseContents: async (ids) => await objects.releaseContents(ids)
+    })
+  }
   const multipart = new MultipartUploads({
     metadata,
     objects,
@@ -108,9 +136,17 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
     } catch {}
     return { metadata: db, ipfs: ipfs.isStarted(), ...(bittorrent === undefined ? {} : { bittorrent: bittorrent.isStarted() }) }
   }
-  const server = await buildServer({ config, metadata, objects, multipart, torrents: bittorrent, readiness }, { logger })
+  const tracker = bittorrent !== undefined && config.bittorrent.tracker
+    ? new BuiltInTracker({
+      // only what this gateway stores (see tracker.ts); `swarm()` knows it without disk access
+      tracks: (infoHash) => bittorrent.isStarted() && bittorrent.swarm(infoHash) !== undefined,
+      logger: logger.child({ component: 'tracker' })
+    })
+    : undefined
+  const server = await buildServer({ config, metadata, objects, multipart, torrents: bittorrent, tracker, ipfs, billing, readiness }, { logger })
   objects.start()
   await multipart.start()
+  await billing?.start()
 
   let url = ''
   if (options.listen !== false) {
@@ -119,6 +155,9 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
     const port = typeof address === 'object' && address !== null ? address.port : config.port
     boundPort = port
     url = publicUrl({ ...config, publicUrl: undefined }, port)
+    serving = true
+    // contents re-seeded at start announced without the built-in tracker: announce to it now
+    if (tracker !== undefined) await bittorrent?.reannounce()
     logger.info({ url, publicUrl: publicUrl(config, port), ipfs: ipfs.multiaddrs(), bittorrentPort: bittorrent?.port }, 'Atlas is serving')
   }
 
@@ -127,7 +166,9 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
     stopping ??= (async () => {
       // stop taking requests, let those in flight finish, then close the parts under them
       await server.close()
+      await tracker?.close()
       multipart.stop()
+      await billing?.stop()
       await objects.stop()
       await ipfs.stop()
       await bittorrent?.stop()
@@ -135,5 +176,5 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
     })()
     await stopping
   }
-  return { config, server, metadata, objects, multipart, ipfs, bittorrent, url, logger, stop }
+  return { config, server, metadata, objects, multipart, ipfs, bittorrent, tracker, billing, url, logger, stop }
 }

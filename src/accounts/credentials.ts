@@ -39,14 +39,14 @@ export function newAccountId (): string {
 }
 
 /** Create an access key for the account and return its secrets, shown once. */
-export async function issueAccessKey (metadata: MetadataStore, accountId: string): Promise<IssuedCredentials> {
+export async function issueAccessKey (metadata: MetadataStore, accountId: string, options: { defaultLane?: string } = {}): Promise<IssuedCredentials> {
   const account = await metadata.getAccount(accountId)
   if (account === null) throw new AtlasError('NoSuchAccount', `No account ${accountId}`)
   // 20 characters like AWS key ids; "AT" marks Atlas-issued keys
   const accessKeyId = `AT${randomBase32(18)}`
   const secretAccessKey = randomBytes(30).toString('base64')
   const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`
-  await metadata.createAccessKey({ accessKeyId, accountId, secretAccessKey, tokenHash: hashToken(token) })
+  await metadata.createAccessKey({ accessKeyId, accountId, secretAccessKey, tokenHash: hashToken(token), ...(options.defaultLane === undefined ? {} : { defaultLane: options.defaultLane }) })
   return { accessKeyId, secretAccessKey, token }
 }
 

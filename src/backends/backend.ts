@@ -39,6 +39,13 @@ export interface BackendPutResult {
   extra?: Record<string, string>
 }
 
+export interface BackendRepairOptions extends AbortOptions {
+  /** The canonical content id, when known (a backend may need it to ask the network) */
+  contentId?: string
+  /** The content's size in bytes, when known */
+  size?: number
+}
+
 export interface BackendGetOptions extends AbortOptions {
   /** First byte to return @default 0 */
   offset?: number
@@ -76,6 +83,19 @@ export interface StorageBackend {
 
   /** True when the content is retained locally and readable without the network. */
   has(address: string, options?: AbortOptions): Promise<boolean>
+
+  /**
+   * Read repair: fetch the content at `address` from the backend's network (Bitswap peers, the
+   * BitTorrent swarm), check every byte against the address, and retain it here again, as
+   * `put()` would have. For content this node lost (a deleted file, a missing block) or never
+   * stored (another replica stored it). Resolves once `has(address)` is true; a content that is
+   * already whole here resolves at once. Fetching gives up when it makes no progress for a while
+   * (a backend's own bound) or when the signal aborts.
+   *
+   * @throws ContentUnavailableError when the network cannot provide it (offline, no peer has it)
+   * @throws AtlasError `InvalidAddress` when `address` is not one of the backend's addresses
+   */
+  repair(address: string, options?: BackendRepairOptions): Promise<void>
 
   /** Stop retaining the content and reclaim its space. Removing an unknown address is a no-op. */
   remove(address: string, options?: AbortOptions): Promise<void>

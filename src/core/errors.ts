@@ -28,6 +28,7 @@ export const ERROR_TABLE = {
   KeyTooLong: { status: 400, s3: 'KeyTooLongError', title: 'Key too long' },
   InvalidAddress: { status: 400, s3: 'InvalidArgument', title: 'Invalid content address' },
   InvalidBackend: { status: 400, s3: 'InvalidLocationConstraint', title: 'Invalid backend selection' },
+  InvalidLane: { status: 400, s3: 'InvalidArgument', title: 'Invalid delivery lane' },
   IncompleteBody: { status: 400, s3: 'IncompleteBody', title: 'Incomplete body' },
   BadDigest: { status: 400, s3: 'BadDigest', title: 'Digest mismatch' },
   MalformedRequest: { status: 400, s3: 'MalformedXML', title: 'Malformed request body' },
@@ -73,7 +74,12 @@ export const ERROR_TABLE = {
   MalformedXML: { status: 400, s3: 'MalformedXML', title: 'Malformed XML' },
   InvalidLocationConstraint: { status: 400, s3: 'InvalidLocationConstraint', title: 'Invalid location constraint' },
   InvalidTag: { status: 400, s3: 'InvalidTag', title: 'Invalid tag' },
-  NoSuchTagSet: { status: 404, s3: 'NoSuchTagSet', title: 'No tag set' }
+  NoSuchTagSet: { status: 404, s3: 'NoSuchTagSet', title: 'No tag set' },
+  // billing
+  InvalidAmount: { status: 400, s3: 'InvalidArgument', title: 'Invalid amount' },
+  InsufficientFunds: { status: 402, s3: 'AccountProblem', title: 'Insufficient funds', s3Status: 403 },
+  AccountSuspended: { status: 402, s3: 'AccountProblem', title: 'Account suspended', s3Status: 403 },
+  IdempotencyConflict: { status: 409, s3: 'OperationAborted', title: 'Idempotency key reused with other inputs' }
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERROR_TABLE

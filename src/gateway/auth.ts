@@ -10,6 +10,8 @@ import type { Bucket, MetadataStore } from '../metadata/store.ts'
 export interface Principal {
   accountId: string
   accessKeyId: string
+  /** The key's default delivery lane, if it has one */
+  defaultLane?: string
 }
 
 declare module 'fastify' {
@@ -30,7 +32,7 @@ export async function bearerPrincipal (request: FastifyRequest, metadata: Metada
   if (match === null) throw new AtlasError('InvalidToken', 'Authorization must be "Bearer <token>"')
   const key = await keyForToken(metadata, match[1] as string)
   if (key === null) throw new AtlasError('InvalidToken', 'The token is unknown or has been revoked')
-  return { accountId: key.accountId, accessKeyId: key.accessKeyId }
+  return { accountId: key.accountId, accessKeyId: key.accessKeyId, ...(key.defaultLane === undefined ? {} : { defaultLane: key.defaultLane }) }
 }
 
 export function requirePrincipal (request: FastifyRequest): Principal {

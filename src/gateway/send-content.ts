@@ -8,6 +8,7 @@ import { AtlasError } from '../core/errors.ts'
 import { parseRange } from '../core/range.ts'
 import type { Content } from '../metadata/store.ts'
 import type { ObjectStore } from '../objects/object-store.ts'
+import { deliver, type DeliveryContext } from './delivery.ts'
 import { primeStream, requestSignal } from './http.ts'
 
 export interface Representation {
@@ -18,6 +19,8 @@ export interface Representation {
   lastModified?: Date
   /** Extra response headers (addresses, cache-control, user metadata) */
   headers: Record<string, string>
+  /** The lane and who pays (see delivery.ts): every content response is paced and metered */
+  delivery: DeliveryContext
 }
 
 function etagMatches (header: string, etag: string): boolean {
@@ -83,6 +86,15 @@ export async function sendContent (request: FastifyRequest, reply: FastifyReply,
   if (request.method === 'HEAD' || length === 0) return reply.send()
 
   const signal = requestSignal(request, reply)
-  const stream = await primeStream(objects.read(rep.content, { offset: start, length, signal }))
+  const { source, finish } = await deliver(request, rep.delivery, length, () => objects.read(rep.content, { offset: start, length, signal }), signal)
+  // settled when the response is over, sent in full or cut short
+  reply.raw.once('close', () => { void finish() })
+  let stream
+  try {
+    stream = await primeStream(source)
+  } catch (err) {
+    await finish()
+    throw err
+  }
   return reply.send(stream)
 }

@@ -3,7 +3,9 @@
  * issues) the S3 API and the content gateway. Every error leaves through one handler that turns
  * it into an AtlasError and renders it for the API the route belongs to.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { Billing } from '../billing/billing.ts'
 import type { AtlasConfig } from '../config.ts'
 import { AtlasError, isAbortError } from '../core/errors.ts'
 import type { MetadataStore } from '../metadata/store.ts'
@@ -11,6 +13,8 @@ import type { MultipartUploads } from '../objects/multipart.ts'
 import type { Logger, ObjectStore } from '../objects/object-store.ts'
 import { bearerPrincipal } from './auth.ts'
 import { btRoutes } from './content/bt.ts'
+import { ipfsRoutes, type IpfsBlockSource } from './content/ipfs.ts'
+import { trackerRoutes } from './content/tracker.ts'
 import { toAtlasError } from './errors.ts'
 import { healthRoutes } from './health.ts'
 import { bucketRoutes } from './rest/buckets.ts'
@@ -23,6 +27,8 @@ import { isReservedPath, s3Routes } from './s3/router.ts'
 
 export interface GatewayDeps {
   config: AtlasConfig
+  /** Metering and charging, when billing is on */
+  billing?: Billing
   metadata: MetadataStore
   objects: ObjectStore
   multipart: MultipartUploads
@@ -31,6 +37,12 @@ export interface GatewayDeps {
     torrentFile(address: string): Promise<Uint8Array>
     magnet(address: string): string
   }
+  /** The built-in BitTorrent tracker, when it runs: answers `/announce` and `/scrape` */
+  tracker?: {
+    handle(req: IncomingMessage, res: ServerResponse, action: 'announce' | 'scrape'): void
+  }
+  /** The IPFS backend's local blocks, for the /ipfs raw-block and CAR responses */
+  ipfs?: IpfsBlockSource
   /** Named readiness checks */
   readiness: () => Promise<Record<string, boolean>>
 }
@@ -56,6 +68,9 @@ export type ErrorRenderer = (err: AtlasError, request: FastifyRequest, reply: Fa
  * client that went away gets nothing (its socket is gone); an upload refused half-way has the
  * rest of its body discarded so that the client, still sending, reads the error.
  */
+/** Headers of a content response that must not reach an error response rendered in its place */
+const REPRESENTATION_HEADERS = ['content-length', 'content-range', 'content-disposition', 'etag', 'last-modified', 'accept-ranges', 'cache-control']
+
 export function errorResponder (render: ErrorRenderer) {
   return async (err: unknown, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const atlasError = toAtlasError(err)
@@ -71,6 +86,8 @@ export function errorResponder (render: ErrorRenderer) {
       reply.raw.destroy()
       return reply
     }
+    // a representation's headers, set before the failure, do not describe the error document
+    for (const name of REPRESENTATION_HEADERS) reply.removeHeader(name)
     return render(atlasError, request, reply)
   }
 }
@@ -102,7 +119,7 @@ export async function buildServer (deps: GatewayDeps, options: BuildServerOption
     void reply.header('x-request-id', request.id)
   })
   app.addHook('preHandler', async (request) => {
-    if (request.url.startsWith('/v1/') || request.url.startsWith('/bt/')) request.principal = await bearerPrincipal(request, deps.metadata)
+    if (request.url.startsWith('/v1/') || request.url.startsWith('/bt/') || request.url.startsWith('/ipfs/')) request.principal = await bearerPrincipal(request, deps.metadata)
   })
 
   app.setErrorHandler(errorResponder(renderProblem))
@@ -120,6 +137,8 @@ export async function buildServer (deps: GatewayDeps, options: BuildServerOption
   await objectRoutes(app, deps)
   await contentRoutes(app, deps)
   await btRoutes(app, deps)
+  await ipfsRoutes(app, deps)
+  await trackerRoutes(app, deps)
   await s3Routes(app, deps, S3_HANDLERS)
   return app
 }

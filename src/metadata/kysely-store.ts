@@ -171,7 +171,8 @@ export class KyselyMetadataStore implements MetadataStore {
           secret_enc: this.#box.seal(input.secretAccessKey, input.accessKeyId),
           token_hash: input.tokenHash,
           created_at: createdAt.toISOString(),
-          revoked_at: null
+          revoked_at: null,
+          default_lane: input.defaultLane ?? null
         })
         .execute()
     } catch (err) {
@@ -180,7 +181,7 @@ export class KyselyMetadataStore implements MetadataStore {
       if (info?.kind === 'foreign-key') throw new AtlasError('NoSuchAccount', `No account ${input.accountId}`, { cause: err })
       throw err
     }
-    return { accessKeyId: input.accessKeyId, accountId: input.accountId, createdAt, revokedAt: null }
+    return { accessKeyId: input.accessKeyId, accountId: input.accountId, createdAt, revokedAt: null, ...(input.defaultLane === undefined ? {} : { defaultLane: input.defaultLane }) }
   }
 
   async getAccessKey (accessKeyId: string, options: { includeRevoked?: boolean } = {}): Promise<AccessKey | null> {
@@ -369,6 +370,20 @@ export class KyselyMetadataStore implements MetadataStore {
       if (inserted !== undefined) break
     }
 
+    // Storage accounting (billing): the object's previous version stops accruing, this one starts
+    await this.#closeStorageInterval(trx, bucket, key, createdAt.getTime())
+    const owner = await trx.selectFrom('buckets').select(['owner_id', 'backends']).where('name', '=', bucket).executeTakeFirstOrThrow()
+    await trx.insertInto('storage_intervals').values({
+      id: this.#uploadIds.next(createdAt.getTime()).id,
+      customer_id: owner.owner_id,
+      bucket,
+      key,
+      size: content.size,
+      backends: owner.backends,
+      started_ms: createdAt.getTime(),
+      ended_ms: null
+    }).execute()
+
     // 4. The counts, in id order. Replacing an object by the same content changes nothing.
     const deltas = new Map<string, number>()
     if (previous !== content.id) {
@@ -417,6 +432,13 @@ export class KyselyMetadataStore implements MetadataStore {
     return { object, orphaned }
   }
 
+  /** End the storage interval of the object at (bucket, key), if one is open. */
+  async #closeStorageInterval (trx: Transaction<Database>, bucket: string, key: string, endedMs: number): Promise<void> {
+    await trx.updateTable('storage_intervals').set({ ended_ms: endedMs })
+      .where('bucket', '=', bucket).where('key', '=', key).where('ended_ms', 'is', null)
+      .execute()
+  }
+
   async getObject (bucket: string, key: string): Promise<ObjectRecord | null> {
     if (!isStorableText(bucket) || !isStorableText(key)) return null
     const row = await this.db.selectFrom('objects').selectAll().where('bucket', '=', bucket).where('key', '=', key).executeTakeFirst()
@@ -429,6 +451,7 @@ export class KyselyMetadataStore implements MetadataStore {
     return await this.#transaction(async trx => {
       const row = await trx.deleteFrom('objects').where('bucket', '=', bucket).where('key', '=', key).returningAll().executeTakeFirst()
       if (row === undefined) return null
+      await this.#closeStorageInterval(trx, bucket, key, Date.now())
       const updated = await trx.updateTable('contents')
         .set({ ref_count: sql<number>`ref_count - 1` })
         .where('id', '=', row.content_id)
@@ -1002,7 +1025,8 @@ function toAccessKey (row: Selectable<AccessKeysTable>): AccessKey {
     accessKeyId: row.access_key_id,
     accountId: row.account_id,
     createdAt: toDate(row.created_at),
-    revokedAt: row.revoked_at === null ? null : toDate(row.revoked_at)
+    revokedAt: row.revoked_at === null ? null : toDate(row.revoked_at),
+    ...(row.default_lane === null || row.default_lane === undefined ? {} : { defaultLane: row.default_lane })
   }
 }
 

@@ -43,6 +43,8 @@ export interface AccessKeysTable {
   token_hash: string
   created_at: Timestamp
   revoked_at: NullableTimestamp
+  /** The delivery lane of requests that name none (migration 0003); null: the gateway default */
+  default_lane: ColumnType<string | null, string | null | undefined, string | null>
 }
 
 export interface BucketsTable {
@@ -123,6 +125,91 @@ export interface MultipartPartsTable {
   created_at: MutableTimestamp
 }
 
+/** Money: base units of BTT as decimal text (numeric on PostgreSQL, text on SQLite). */
+export type Money = ColumnType<string, string, never>
+
+/** A ledger account (migration 0003). */
+export interface LedgerAccountsTable {
+  id: string
+  kind: string
+  customer_id: string | null
+  non_negative: number
+  created_at: Timestamp
+}
+
+/** A ledger transaction: append-only (migration 0003). */
+export interface LedgerTransactionsTable {
+  id: string
+  idempotency_key: string
+  input_hash: string
+  kind: string
+  cause: string
+  reverses: string | null
+  created_at: Timestamp
+}
+
+/** One posting of a transaction: append-only (migration 0003). */
+export interface LedgerPostingsTable {
+  transaction_id: string
+  seq: number
+  account_id: string
+  amount: Money
+  balance_after: ColumnType<string | null, string | null, never>
+  account_seq: ColumnType<number | bigint | string | null, number | null, never>
+  created_at: Timestamp
+}
+
+/** A hold: a two-phase charge, pending until settled or voided (migration 0003). */
+export interface LedgerHoldsTable {
+  id: string
+  customer_id: string
+  amount: Money
+  revenue_account: string
+  status: ColumnType<string, string, string>
+  used: ColumnType<string, string, string>
+  owner: string
+  hold_transaction_id: string
+  final_transaction_id: ColumnType<string | null, string | null, string | null>
+  cause: string
+  lane: string | null
+  bucket: string | null
+  bytes: ColumnType<number | bigint | string, number, number>
+  created_ms: Int64
+  created_at: Timestamp
+}
+
+/** An object's storage from creation to deletion (migration 0003). */
+export interface StorageIntervalsTable {
+  id: string
+  customer_id: string
+  bucket: string
+  key: string
+  size: Int64
+  backends: string
+  started_ms: Int64
+  ended_ms: ColumnType<number | bigint | string | null, number | null, number | null>
+}
+
+/** A billed storage period of one customer (migration 0003). */
+export interface StoragePeriodsTable {
+  customer_id: string
+  period_start_ms: Int64
+  period_end_ms: Int64
+  byte_ms: Money
+  cost_numerator: Money
+  amount: Money
+  transaction_id: string | null
+}
+
+/** A step of a customer's billing status (migration 0003). */
+export interface BillingStatusEventsTable {
+  id: string
+  customer_id: string
+  status: string
+  reason: string
+  at_ms: Int64
+}
+
 /** Every table of the metadata database, keyed by table name. */
 export interface Database {
   accounts: AccountsTable
@@ -133,6 +220,13 @@ export interface Database {
   objects: ObjectsTable
   multipart_uploads: MultipartUploadsTable
   multipart_parts: MultipartPartsTable
+  ledger_accounts: LedgerAccountsTable
+  ledger_transactions: LedgerTransactionsTable
+  ledger_postings: LedgerPostingsTable
+  ledger_holds: LedgerHoldsTable
+  storage_intervals: StorageIntervalsTable
+  storage_periods: StoragePeriodsTable
+  billing_status_events: BillingStatusEventsTable
 }
 
 /** The SQL dialects the store runs on. */

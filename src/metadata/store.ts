@@ -21,6 +21,8 @@ export interface AccessKey {
   secretAccessKey?: string
   createdAt: Date
   revokedAt: Date | null
+  /** The delivery lane of this key's requests that name none; absent: the gateway default */
+  defaultLane?: string
 }
 
 export interface NewAccessKey {
@@ -29,6 +31,7 @@ export interface NewAccessKey {
   secretAccessKey: string
   /** SHA-256 (hex) of the bearer token issued with this key; the token itself is never stored */
   tokenHash: string
+  defaultLane?: string
 }
 
 export interface Bucket {

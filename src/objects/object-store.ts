@@ -6,7 +6,8 @@
  */
 import type { BackendName, StorageBackend } from '../backends/backend.ts'
 import { parseAddress } from '../core/content-id.ts'
-import { AtlasError, NotFoundError, isAbortError } from '../core/errors.ts'
+import { AbortedError, AtlasError, ContentUnavailableError, NotFoundError, isAbortError } from '../core/errors.ts'
+import { raceAbort } from '../backends/signals.ts'
 import type { Bucket, Content, ContentLocation, MetadataStore, ObjectRecord, PutObjectInput, PutObjectResult, TagsInput } from '../metadata/store.ts'
 import { DigestPool } from './digest-pool.ts'
 import { IngestGate } from './gate.ts'
@@ -30,6 +31,11 @@ export interface ObjectStoreInit {
   staging?: StagingArea
   /** How often the sweeper looks for unreferenced content. @default 30_000 ms */
   sweepIntervalMs?: number
+  /**
+   * Asked before an upload's body is read (with its declared size, when known) and before a
+   * copy; throwing refuses it with nothing stored (billing's storage runway).
+   */
+  admitUpload?: (bucket: Bucket, size: number | undefined) => Promise<void>
 }
 
 export interface PutObjectOptions {
@@ -85,6 +91,12 @@ export interface ReadOptions {
 /** Rows the sweeper handles per pass */
 const SWEEP_BATCH = 100
 
+/** How long after a failed background read repair the same copy is not tried again. */
+const REPAIR_RETRY_MS = 60_000
+
+/** Failed repairs remembered at most (the memory is cleared when full). */
+const MAX_REMEMBERED_REPAIR_FAILURES = 10_000
+
 export const DEFAULT_CONTENT_TYPE = 'application/octet-stream'
 
 export class ObjectStore {
@@ -97,12 +109,19 @@ export class ObjectStore {
   private discarded: ContentLocation[] = []
   private readonly sweepIntervalMs: number
   private readonly staging: StagingArea | undefined
+  private readonly admitUpload: ((bucket: Bucket, size: number | undefined) => Promise<void>) | undefined
   private readonly digestPool = new DigestPool()
   private timer: NodeJS.Timeout | undefined
   private sweepRequested: NodeJS.Immediate | undefined
   private currentSweep: Promise<void> | undefined
   /** Compare what the backends retain with the metadata once, at the first sweep after start */
   private reconcilePending = false
+  /** Read repairs in flight, by `backend:address` */
+  private readonly repairs = new Map<string, Promise<void>>()
+  /** When a background repair last failed, by `backend:address`: not retried before REPAIR_RETRY_MS */
+  private readonly repairFailures = new Map<string, number>()
+  /** Aborted by stop(): ends repairs in flight */
+  private readonly stopping = new AbortController()
 
   constructor (init: ObjectStoreInit) {
     this.metadata = init.metadata
@@ -111,6 +130,7 @@ export class ObjectStore {
     this.log = init.logger
     this.sweepIntervalMs = init.sweepIntervalMs ?? 30_000
     this.staging = init.staging
+    this.admitUpload = init.admitUpload
   }
 
   /** Backends this store was built with, by name */
@@ -133,6 +153,8 @@ export class ObjectStore {
   async stop (): Promise<void> {
     if (this.timer !== undefined) clearInterval(this.timer)
     if (this.sweepRequested !== undefined) clearImmediate(this.sweepRequested)
+    this.stopping.abort(new AbortedError('The object store is stopping'))
+    await Promise.allSettled([...this.repairs.values()])
     await this.currentSweep
     await this.digestPool.close()
   }
@@ -148,6 +170,7 @@ export class ObjectStore {
    */
   async putObject (options: PutObjectOptions): Promise<StoredObject> {
     const backends = this.backendsFor(options.bucket)
+    await this.admitUpload?.(options.bucket, options.expectedSize)
     const leave = await this.gate.enter()
     try {
       const result = await ingest(options.body, {
@@ -191,6 +214,7 @@ export class ObjectStore {
    * it lacks.
    */
   async copyObject (options: CopyObjectOptions): Promise<StoredObject> {
+    await this.admitUpload?.(options.bucket, options.source.content.size)
     const leave = await this.gate.enter()
     try {
       // read the source again inside the gate: from here on no sweep can remove its content
@@ -278,32 +302,121 @@ export class ObjectStore {
   }
 
   /**
-   * Stream a content, or a slice of it, from the first backend that holds it.
+   * Stream a content, or a slice of it, from the first backend that holds it locally, with read
+   * repair (DESIGN.md section 3): a backend whose local copy is missing (a lost file or block,
+   * or a content another replica stored) is noted; when another backend serves the read, the
+   * missing copies are repaired in the background; when none can, the first backend that can
+   * fetch the content from its network (Bitswap, the swarm), verified by hash, is repaired
+   * first and then serves it.
    * @throws NotFoundError / ContentUnavailableError when no backend can deliver it
    */
   read (content: Content, options: ReadOptions = {}): AsyncIterable<Uint8Array> {
     const locations = content.locations.filter((l) => this.backends.has(l.backend))
     if (locations.length === 0) throw new NotFoundError(`No configured backend holds ${content.id}`)
-    const backends = this.backends
+    const store = this
     return (async function * () {
       let lastError: unknown
-      for (const location of locations) {
-        const backend = backends.get(location.backend) as StorageBackend
+      const missing: ContentLocation[] = []
+      const attempt = async function * (location: ContentLocation): AsyncGenerator<Uint8Array, boolean, undefined> {
+        const backend = store.backends.get(location.backend) as StorageBackend
         let started = false
         try {
           for await (const chunk of backend.get(location.address, options)) {
             started = true
             yield chunk
           }
-          return
+          return true
         } catch (err) {
           // once bytes have left, switching backends would splice two streams: give up instead
           if (started || isAbortError(err)) throw err
           lastError = err
+          return false
+        }
+      }
+      for (const location of locations) {
+        if (yield * attempt(location)) {
+          store.repairLater(content, missing)
+          return
+        }
+        if (lastError instanceof NotFoundError || lastError instanceof ContentUnavailableError) missing.push(location)
+      }
+      for (const [i, location] of missing.entries()) {
+        try {
+          await store.repair(content, location, options.signal)
+        } catch (err) {
+          if (isAbortError(err)) throw err
+          lastError = err
+          continue
+        }
+        if (yield * attempt(location)) {
+          store.repairLater(content, missing.slice(i + 1))
+          return
         }
       }
       throw lastError
     })()
+  }
+
+  /**
+   * Fetch one missing copy of a content from its backend's network and retain it again (one
+   * repair per copy at a time). Sweeps wait while it runs, as they wait for uploads.
+   */
+  private async repair (content: Content, location: ContentLocation, signal?: AbortSignal): Promise<void> {
+    const key = `${location.backend}:${location.address}`
+    let repair = this.repairs.get(key)
+    if (repair === undefined) {
+      const backend = this.backends.get(location.backend) as StorageBackend
+      repair = (async () => {
+        const leave = await this.gate.enter()
+        try {
+          await backend.repair(location.address, { contentId: content.id, size: content.size, signal: this.stopping.signal })
+          this.log.info({ content: content.id, backend: location.backend }, 'read repair: fetched a missing copy from the network')
+        } finally {
+          leave()
+        }
+      })().finally(() => { this.repairs.delete(key) })
+      this.repairs.set(key, repair)
+    }
+    await (signal === undefined ? repair : raceAbort(repair, signal))
+  }
+
+  /**
+   * Stop retaining contents on every backend (unpin, stop seeding) while keeping their metadata:
+   * what billing does to the content of an account suspended for lack of funds. Reads of them
+   * then fail (or are repaired from the network, where a peer still has them); storing the same
+   * bytes again retains them again.
+   *
+   * @returns the number of backend copies released
+   */
+  async releaseContents (ids: string[]): Promise<number> {
+    let released = 0
+    await this.gate.exclusive(async () => {
+      for (const id of ids) {
+        const content = await this.metadata.getContent(id)
+        if (content === null) continue
+        for (const location of content.locations) {
+          const backend = this.backends.get(location.backend)
+          if (backend === undefined) continue
+          await backend.remove(location.address)
+          released++
+        }
+      }
+    })
+    return released
+  }
+
+  /** Repair missing copies without holding up the read that found them missing. */
+  private repairLater (content: Content, missing: ContentLocation[]): void {
+    const now = Date.now()
+    for (const location of missing) {
+      const key = `${location.backend}:${location.address}`
+      if (now - (this.repairFailures.get(key) ?? -Infinity) < REPAIR_RETRY_MS) continue
+      this.repair(content, location).then(() => { this.repairFailures.delete(key) }, (err: unknown) => {
+        if (this.repairFailures.size >= MAX_REMEMBERED_REPAIR_FAILURES) this.repairFailures.clear()
+        this.repairFailures.set(key, Date.now())
+        this.log.warn({ err, content: content.id, backend: location.backend }, 'read repair: a missing copy could not be fetched')
+      })
+    }
   }
 
   private backendsFor (bucket: Bucket): StorageBackend[] {

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import v8 from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { NotFoundError, isAbortError } from '../../src/core/errors.ts'
+import { ContentUnavailableError, NotFoundError, isAbortError } from '../../src/core/errors.ts'
 import type { StorageBackend } from '../../src/backends/backend.ts'
 
 export interface BackendTestOptions {
@@ -23,6 +23,19 @@ export interface BackendTestOptions {
    * the process does). `teardown` is then called with the new instance.
    */
   reopen: (backend: StorageBackend) => Promise<StorageBackend>
+  /**
+   * Two started backends that are peers on their network (for read repair), and how to tear
+   * them down. Backends without networking in the test leave it out.
+   */
+  peers?: () => Promise<BackendPeers>
+  /** Delete the local bytes of a stored content behind the backend's back (a lost file) */
+  loseData?: (backend: StorageBackend, address: string) => Promise<void>
+}
+
+export interface BackendPeers {
+  holder: StorageBackend
+  repairer: StorageBackend
+  teardown: () => Promise<void>
 }
 
 const MiB = 1024 * 1024
@@ -439,6 +452,67 @@ export function backendTests (name: string, options: BackendTestOptions): void {
         await backend.remove(b.address)
         expect(await listed()).toEqual([a.address, again.address].sort())
       })
+    })
+
+    describe('repair', () => {
+      it('resolves at once for a content it holds whole', async () => {
+        const bytes = randomBytes(2 * MiB + 3)
+        const { address } = await backend.put(pieces(bytes, MiB))
+        await backend.repair(address)
+        expect(await backend.has(address)).toBe(true)
+        expect(sha256(await collect(backend.get(address)))).toBe(sha256(bytes))
+      })
+
+      it('rejects ContentUnavailableError when no peer can provide a content', async () => {
+        const { address } = await backend.put(pieces(randomBytes(100_000), 10_000))
+        await backend.remove(address)
+        const error = await backend.repair(address).then(() => undefined, (err: unknown) => err)
+        expect(error).toBeInstanceOf(ContentUnavailableError)
+        expect(await backend.has(address)).toBe(false)
+      })
+
+      it('rejects an address that is not one of its own', async () => {
+        await expect(backend.repair('not an address')).rejects.toMatchObject({ code: 'InvalidAddress' })
+      })
+
+      if (options.peers !== undefined) {
+        const makePeers = options.peers
+        describe('with a peer that holds the content', () => {
+          let peers: BackendPeers
+          beforeEach(async () => { peers = await makePeers() })
+          afterEach(async () => { await peers.teardown() })
+
+          it('fetches a content it never stored, verifies it and retains it', async () => {
+            const bytes = randomBytes(3 * MiB + 7)
+            const { address } = await peers.holder.put(pieces(bytes, MiB), { size: bytes.byteLength })
+            expect(await peers.repairer.has(address)).toBe(false)
+            await peers.repairer.repair(address, { size: bytes.byteLength })
+            expect(await peers.repairer.has(address)).toBe(true)
+            expect(sha256(await collect(peers.repairer.get(address)))).toBe(sha256(bytes))
+            const listed: string[] = []
+            for await (const a of peers.repairer.list()) listed.push(a)
+            expect(listed).toContain(address)
+            // retained as a put retains: one remove releases it
+            await peers.repairer.remove(address)
+            expect(await peers.repairer.has(address)).toBe(false)
+          }, 60_000)
+
+          if (options.loseData !== undefined) {
+            const loseData = options.loseData
+            it('fetches again the bytes of a content whose local copy was lost', async () => {
+              const bytes = randomBytes(2 * MiB + 11)
+              const { address } = await peers.holder.put(pieces(bytes, MiB), { size: bytes.byteLength })
+              await peers.repairer.put(pieces(bytes, MiB), { size: bytes.byteLength })
+              await loseData(peers.repairer, address)
+              expect(await peers.repairer.has(address)).toBe(false)
+              await expect(collect(peers.repairer.get(address))).rejects.toBeInstanceOf(ContentUnavailableError)
+              await peers.repairer.repair(address, { size: bytes.byteLength })
+              expect(await peers.repairer.has(address)).toBe(true)
+              expect(sha256(await collect(peers.repairer.get(address)))).toBe(sha256(bytes))
+            }, 60_000)
+          }
+        })
+      }
     })
 
     describe('memory', () => {

@@ -75,7 +75,7 @@ async function emptiedSharedDatabase (): Promise<string> {
     await store.migrate()
     await store.close()
   }
-  await admin(shared, async client => await client.query('truncate multipart_parts, multipart_uploads, objects, content_locations, contents, buckets, access_keys, accounts'))
+  await admin(shared, async client => await client.query('truncate billing_status_events, storage_periods, storage_intervals, ledger_holds, ledger_postings, ledger_transactions, ledger_accounts, multipart_parts, multipart_uploads, objects, content_locations, contents, buckets, access_keys, accounts'))
   return shared
 }
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestAtlas, type TestAtlas } from '../fixtures/atlas.ts'
 import { checkResponse, documentedRoutes, toOpenApiPath, type Checked } from '../fixtures/openapi.ts'
+import { announceQuery, percentEncode } from '../fixtures/tracker.ts'
 
 describe('openapi.yaml and the server agree', () => {
   let t: TestAtlas
@@ -72,6 +73,31 @@ describe('openapi.yaml and the server agree', () => {
     await call('HEAD', `/bt/${ih}/magnet`, { auth: false })
     await call('GET', `/bt/${'0'.repeat(40)}`, { auth: false })
     await call('GET', '/bt/not-an-infohash/magnet', { auth: false })
+    const cid = (await t.api(`/v1/content/${contentId}`, { method: 'HEAD' })).headers.get('x-atlas-cid') as string
+    await call('GET', `/ipfs/${cid}`, { auth: false })
+    await call('GET', `/ipfs/${cid}`, { auth: false, headers: { range: 'bytes=0-9' } })
+    await call('GET', `/ipfs/${cid}`, { auth: false, headers: { range: 'bytes=9999999-' } })
+    await call('GET', `/ipfs/${cid}`, { auth: false, headers: { 'if-none-match': `"${cid}"` } })
+    await call('GET', `/ipfs/${cid}`, { auth: false, headers: { 'if-match': '"nope"' } })
+    await call('GET', `/ipfs/${cid}?format=raw`, { auth: false })
+    await call('GET', `/ipfs/${cid}?format=car&dag-scope=all&car-dups=n`, { auth: false, headers: { accept: 'application/vnd.ipld.car' } })
+    await call('GET', `/ipfs/${cid}?format=tar`, { auth: false })
+    await call('GET', '/ipfs/not-a-cid', { auth: false })
+    await call('GET', `/ipfs/${cid}`, { auth: 'not-a-token' })
+    await call('GET', `/ipfs/${contentId}?format=raw`, { auth: false })
+    await call('HEAD', `/ipfs/${cid}?format=car`, { auth: false })
+    await call('HEAD', `/ipfs/${cid}`, { auth: false, headers: { range: 'bytes=0-9' } })
+    await call('HEAD', '/ipfs/not-a-cid', { auth: false })
+    await call('GET', `/ipfs/${cid}/a/b`, { auth: false })
+    await call('GET', '/ipfs/not-a-cid/a', { auth: false })
+    await call('GET', `/ipfs/${cid}/a`, { auth: 'not-a-token' })
+    await call('HEAD', `/ipfs/${cid}/a`, { auth: false })
+    const tracked = await call('GET', `/announce?${announceQuery(ih, { event: 'started', left: 100, port: 50_000 })}`, { auth: false })
+    expect(tracked.headers.get('content-type')).toBe('text/plain')
+    expect(Buffer.from(await tracked.arrayBuffer()).toString('latin1')).toMatch(/^d8:completei1e/)
+    expect(Buffer.from(await (await call('GET', '/announce', { auth: false })).arrayBuffer()).toString()).toMatch(/failure reason/)
+    await call('GET', `/scrape?info_hash=${percentEncode(Buffer.from(ih, 'hex'))}`, { auth: false })
+    await call('GET', '/scrape', { auth: false })
     await call('DELETE', '/v1/buckets/spec-bucket')
     await call('DELETE', '/v1/buckets/spec-bucket/objects/a/b.bin')
     await call('DELETE', '/v1/buckets/spec-bucket/objects/f.txt')

@@ -13,6 +13,9 @@ describe('configuration', () => {
     expect(c.ipfs).toEqual({ offline: false, listen: ['/ip4/0.0.0.0/tcp/4001'], bootstrap: [] })
     expect(c.limits.maxObjectSize).toBe(5 * 1024 ** 3)
     expect(publicUrl(c)).toBe('http://127.0.0.1:8080')
+    // the built-in tracker is on in the embedded setup; ATLAS_BT_TRACKER turns it off
+    expect(c.bittorrent.tracker).toBe(true)
+    expect(loadConfig({ env: { ATLAS_BT_TRACKER: 'false' } }).bittorrent.tracker).toBe(false)
   })
 
   it('reads ATLAS_* variables over the file', async () => {

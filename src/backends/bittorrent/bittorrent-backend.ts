@@ -32,16 +32,17 @@
  * data). The peer port listens on all interfaces: WebTorrent 3 has no option to bind one address.
  */
 import { randomUUID } from 'node:crypto'
+import { createReadStream } from 'node:fs'
 import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import WebTorrent from 'webtorrent'
 import { canonicalIdFromSha256, parseAddress as parseAnyAddress } from '../../core/content-id.ts'
 import { AbortedError, AtlasError, ContentUnavailableError, NotFoundError } from '../../core/errors.ts'
-import { abortable, abortToAtlasError, checkRange, linkSignal } from '../signals.ts'
+import { abortable, abortToAtlasError, checkRange, linkSignal, raceAbort } from '../signals.ts'
 import { FileChunkStore } from './file-store.ts'
 import { TorrentHasher, hashPiecesOfFile } from './piece-hasher.ts'
 import { decodeTorrentFile, encodeTorrentFile, infoHashOf, magnetLink } from './profile.ts'
-import type { AbortOptions, BackendLogger, BackendGetOptions, BackendPutOptions, BackendPutResult, BackendStats, StorageBackend } from '../backend.ts'
+import type { AbortOptions, BackendLogger, BackendGetOptions, BackendPutOptions, BackendPutResult, BackendRepairOptions, BackendStats, StorageBackend } from '../backend.ts'
 import type { TorrentExtras, TorrentInfo } from './profile.ts'
 import type { FileHandle } from 'node:fs/promises'
 import type { Torrent } from 'webtorrent'
@@ -58,8 +59,14 @@ export interface BitTorrentBackendInit {
    * magnet link is written: the webseed URL of a content is `${publicUrl()}/bt/${infohash}`.
    */
   publicUrl: () => string
-  /** Tracker URLs announced to, in order; `[]` for none */
-  announce: string[]
+  /**
+   * Tracker URLs, in order, written into every .torrent and magnet link and announced to by the
+   * seeder; `[]` for none. A function is asked each time (like `publicUrl`): for trackers that
+   * come and go, such as the gateway's own, reachable only once its server listens. After the
+   * list changes, {@link BitTorrentBackend.reannounce} makes the contents already seeding
+   * announce to the new one.
+   */
+  announce: readonly string[] | (() => readonly string[])
   /** TCP port for BitTorrent peers; 0 picks a free one (see {@link BitTorrentBackend.port}) */
   port: number
   /** Join the mainline DHT (BEP 5), which bootstraps from public routers */
@@ -80,6 +87,13 @@ export interface BitTorrentBackendInit {
    * @default true
    */
   pex?: boolean
+  /**
+   * How long {@link BitTorrentBackend.repair} waits for the next downloaded byte (or for the
+   * metadata of a magnet) before it gives up, in milliseconds.
+   *
+   * @default 30000
+   */
+  repairStallMs?: number
   logger?: BitTorrentBackendLogger
 }
 
@@ -98,6 +112,12 @@ const WRITE_BATCH_BYTES = 1024 * 1024
 
 /** Bytes per chunk that `get()` yields. */
 const READ_CHUNK_BYTES = 256 * 1024
+
+/** How long a repair waits for the next downloaded byte before it gives up. */
+const DEFAULT_REPAIR_STALL_MS = 30_000
+
+/** How long a repair waits for a first peer before it gives up. */
+const NO_PEER_MS = 8_000
 
 /** .torrent files read and checked at once when start() loads the store. */
 const LOAD_CONCURRENCY = 16
@@ -130,6 +150,8 @@ interface Running {
   stopping: AbortController
   /** Writes in flight (puts, removes), awaited by stop() */
   writes: Set<Promise<unknown>>
+  /** Repairs in flight, by infohash */
+  repairs: Map<string, Promise<void>>
 }
 
 /**
@@ -187,7 +209,7 @@ export class BitTorrentBackend implements StorageBackend {
     await mkdir(this.#tmpDir, { recursive: true })
 
     const client = await this.#startClient()
-    const running: Running = { client, entries: new Map(), stopping: new AbortController(), writes: new Set() }
+    const running: Running = { client, entries: new Map(), stopping: new AbortController(), writes: new Set(), repairs: new Map() }
     try {
       const torrents = await this.#load(running)
       await Promise.all(torrents.map(async ({ entry, info }) => { await this.#seed(running, entry, info) }))
@@ -219,9 +241,10 @@ export class BitTorrentBackend implements StorageBackend {
       utPex: init.pex ?? true,
       // Atlas only seeds complete data: it never downloads, from peers or from web seeds
       webSeeds: false,
-      // without trackers, no tracker clients at all; `wrtc: false` keeps bittorrent-tracker from
-      // offering WebRTC connections through WebSocket trackers
-      tracker: init.announce.length === 0 ? false : (init.webrtc ? {} : { wrtc: false })
+      // without trackers (and none to come: a list that is a function may grow), no tracker
+      // clients at all; `wrtc: false` keeps bittorrent-tracker from offering WebRTC connections
+      // through WebSocket trackers
+      tracker: Array.isArray(init.announce) && init.announce.length === 0 ? false : (init.webrtc ? {} : { wrtc: false })
     })
     try {
       await new Promise<void>((resolve, reject) => {
@@ -367,7 +390,7 @@ export class BitTorrentBackend implements StorageBackend {
       return await this.#lock.run(async () => {
         signal.throwIfAborted()
         const existing = running.entries.get(infoHash)
-        if (existing !== undefined && existing.damaged === undefined) {
+        if (existing !== undefined && existing.damaged === undefined && await this.#checkDataFile(infoHash, existing.size) === undefined) {
           this.#log.debug({ address: infoHash, size: info.length }, 'bittorrent put: already stored')
           return this.#result(existing)
         }
@@ -500,6 +523,80 @@ export class BitTorrentBackend implements StorageBackend {
     }
   }
 
+  /**
+   * Read repair: download the content from the swarm (peers found through the trackers and, when
+   * on, the DHT) into `tmp/`, then publish it through the same path as `put()`, which hashes it
+   * again: WebTorrent checks every piece against the torrent as it arrives, and the put checks
+   * that the whole hashes to the torrent's name and infohash. A content with a .torrent here
+   * (its data file was lost) is fetched from that .torrent; one never stored here (another
+   * replica stored it) from a magnet link, its metadata coming from peers (BEP 9). Repairs of
+   * one infohash share one download. Gives up with ContentUnavailableError when there is no way
+   * to find peers or no byte arrives for {@link BitTorrentBackendInit.repairStallMs}.
+   */
+  async repair (address: string, options: BackendRepairOptions = {}): Promise<void> {
+    const running = this.#state()
+    const infoHash = parseInfoHash(address)
+    if (infoHash === undefined) throw new AtlasError('InvalidAddress', `${truncate(address)} is not a BitTorrent infohash`)
+    if (await this.has(infoHash)) return
+    const signal = linkSignal(running.stopping.signal, options.signal)
+    let repair = running.repairs.get(infoHash)
+    if (repair === undefined) {
+      // the shared download listens only to stop(): one caller giving up does not end it for others
+      repair = this.#trackWrite(running, this.#repair(running, infoHash, options)).finally(() => { running.repairs.delete(infoHash) })
+      running.repairs.set(infoHash, repair)
+    }
+    try {
+      await raceAbort(repair, signal)
+    } catch (err) {
+      throw abortToAtlasError(err, signal)
+    }
+  }
+
+  async #repair (running: Running, infoHash: string, options: BackendRepairOptions): Promise<void> {
+    const signal = running.stopping.signal
+    const extras = this.#extras(infoHash)
+    if (extras.announce.length === 0 && !this.#init.dht) {
+      throw new ContentUnavailableError(`${infoHash} cannot be fetched: no tracker is configured and the DHT is off`)
+    }
+    const entry = running.entries.get(infoHash)
+    let torrentId: Uint8Array | string
+    if (entry !== undefined) {
+      // a torrent still seeding from a lost file would answer peers with errors, and WebTorrent
+      // takes one torrent per infohash
+      this.#unseed(entry)
+      torrentId = encodeTorrentFile(decodeTorrentFile(await readFile(this.#torrentPath(infoHash))), extras)
+    } else {
+      torrentId = magnetLink(infoHash, options.contentId ?? infoHash, options.size ?? 0, extras)
+    }
+    const dir = join(this.#tmpDir, `${randomUUID()}.repair`)
+    const stallMs = this.#init.repairStallMs ?? DEFAULT_REPAIR_STALL_MS
+    let torrent: Torrent | undefined
+    try {
+      signal.throwIfAborted()
+      torrent = running.client.add(torrentId, { path: dir, storeCacheSlots: 0 })
+      await whenDownloaded(torrent, stallMs, signal)
+      const file = torrent.files[0]
+      if (torrent.files.length !== 1 || file === undefined) throw new ContentUnavailableError(`${infoHash} is not a single-file torrent`)
+      const info = decodeTorrentFile(torrent.torrentFile)
+      const path = join(dir, file.path)
+      await closeTorrent(torrent)
+      torrent = undefined
+      const result = await this.#put(running, createReadStream(path), { size: info.length }, signal)
+      if (result.address !== infoHash) {
+        // bytes that match the pieces but not the profile (another name or piece length)
+        await this.remove(result.address).catch(() => {})
+        throw new ContentUnavailableError(`${infoHash} does not follow Atlas's torrent profile`)
+      }
+      this.#log.info({ infoHash, size: info.length }, 'bittorrent repair: fetched a content from the swarm')
+    } catch (err) {
+      if (err instanceof AtlasError) throw err
+      throw new ContentUnavailableError(`${infoHash} could not be fetched from the swarm: ${(err as Error).message}`, { cause: err })
+    } finally {
+      if (torrent !== undefined) await closeTorrent(torrent).catch(() => {})
+      await rm(dir, { recursive: true, force: true }).catch(() => {})
+    }
+  }
+
   /** True when the content is stored and its data file is there with the right size (one `stat`). */
   async has (address: string, _options: AbortOptions = {}): Promise<boolean> {
     const running = this.#state()
@@ -594,6 +691,49 @@ export class BitTorrentBackend implements StorageBackend {
   }
 
   /**
+   * Make every seeding content whose torrent names other trackers than the current list seed
+   * under the current list, so that it announces to each of them: call it when the list has
+   * changed (the gateway calls it once its HTTP server listens, so that its own tracker lists
+   * this seeder for the contents re-seeded at start, before it could answer).
+   *
+   * WebTorrent fixes a torrent's trackers when the torrent is added, so each such content is
+   * taken out of the client and added again (no data is read; 100 contents took 0.2 s). The
+   * old torrents are closed first, all at once, and waited for, so that their `stopped`
+   * announces reach trackers before the new `started` ones (a tracker that got them the other
+   * way round would drop this seeder). Peers connected to those contents are disconnected.
+   *
+   * @returns how many contents were re-seeded
+   */
+  async reannounce (): Promise<number> {
+    const running = this.#state()
+    return await this.#trackWrite(running, this.#lock.run(async () => {
+      const announce = this.#announce()
+      const stale = [...running.entries.values()].filter((entry) => {
+        const torrent = entry.torrent
+        return torrent !== undefined && !torrent.destroyed && !sameList(torrent.announce, announce)
+      })
+      await Promise.all(stale.map(async (entry) => {
+        const torrent = entry.torrent as Torrent
+        entry.torrent = undefined
+        await new Promise<void>((resolve) => { torrent.destroy({ destroyStore: false }, () => { resolve() }) })
+      }))
+      await forEachLimited(stale, LOAD_CONCURRENCY, async (entry) => {
+        if (running.stopping.signal.aborted || running.entries.get(entry.infoHash) !== entry) return
+        let info: TorrentInfo
+        try {
+          info = decodeTorrentFile(await readFile(this.#torrentPath(entry.infoHash)))
+        } catch (err) {
+          this.#log.error({ err, infoHash: entry.infoHash }, 'bittorrent: could not read a .torrent to seed it again')
+          return
+        }
+        await this.#seed(running, entry, info)
+      })
+      if (stale.length > 0) this.#log.info({ contents: stale.length, trackers: announce }, 'bittorrent: contents seeding under new trackers')
+      return stale.length
+    }))
+  }
+
+  /**
    * Re-hash a stored content's data file against its piece hashes (a full read of the file).
    * Maintenance, not routine: see the module notes on how data is trusted.
    *
@@ -621,9 +761,15 @@ export class BitTorrentBackend implements StorageBackend {
       this.#log.warn({ err }, 'bittorrent: no public URL, leaving out the webseed')
     }
     return {
-      announce: this.#init.announce,
+      announce: this.#announce(),
       urlList: base === '' ? [] : [`${base}/bt/${infoHash}`]
     }
+  }
+
+  /** The trackers of the current configuration, in order, without duplicates. */
+  #announce (): readonly string[] {
+    const announce = this.#init.announce
+    return [...new Set(typeof announce === 'function' ? announce() : announce)]
   }
 
   #result (entry: Entry): BackendPutResult {
@@ -752,11 +898,64 @@ async function whenReady (torrent: Torrent): Promise<void> {
   })
 }
 
+/**
+ * Resolves when the torrent holds every piece, verified; rejects when it fails, closes, makes no
+ * progress (no metadata, no downloaded byte) for `stallMs`, or `signal` aborts.
+ */
+async function whenDownloaded (torrent: Torrent, stallMs: number, signal: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    let timer: NodeJS.Timeout
+    const arm = (): void => {
+      clearTimeout(timer)
+      timer = setTimeout(() => { settle(new ContentUnavailableError(`No peer sent anything for ${stallMs} ms`)) }, stallMs)
+    }
+    // no peer at all is a quicker no than a stalled one
+    const noPeerMs = Math.min(stallMs, NO_PEER_MS)
+    const noPeer = setTimeout(() => {
+      if (torrent.numPeers === 0) settle(new ContentUnavailableError(`No peer of the swarm was found in ${noPeerMs} ms`))
+    }, noPeerMs)
+    const settle = (err?: Error): void => {
+      clearTimeout(timer)
+      clearTimeout(noPeer)
+      torrent.removeListener('done', onDone)
+      torrent.removeListener('error', onError)
+      torrent.removeListener('close', onClose)
+      torrent.removeListener('download', arm)
+      torrent.removeListener('metadata', arm)
+      signal.removeEventListener('abort', onAbort)
+      if (err === undefined) resolve()
+      else reject(err)
+    }
+    const onDone = (): void => { settle() }
+    const onError = (err: Error | string): void => { settle(typeof err === 'string' ? new Error(err) : err) }
+    const onClose = (): void => { settle(new Error('The torrent was closed before it was downloaded')) }
+    const onAbort = (): void => { settle(abortToAtlasError(signal.reason, signal) as Error) }
+    arm()
+    torrent.on('download', arm)
+    torrent.once('metadata', arm)
+    torrent.once('done', onDone)
+    torrent.once('error', onError)
+    torrent.once('close', onClose)
+    signal.addEventListener('abort', onAbort, { once: true })
+    if (torrent.done) settle()
+  })
+}
+
+/** Remove a torrent from its client, keeping its files. */
+async function closeTorrent (torrent: Torrent): Promise<void> {
+  if (torrent.destroyed) return
+  await new Promise<void>((resolve) => { torrent.destroy({ destroyStore: false }, () => { resolve() }) })
+}
+
 async function destroyClient (client: WebTorrent): Promise<void> {
   if (client.destroyed) return
   await new Promise<void>((resolve) => {
     client.destroy(() => { resolve() })
   })
+}
+
+function sameList (a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((value, i) => value === b[i])
 }
 
 /** The v1 infohash (lowercase hex) an address names, or undefined when it names none. */

@@ -18,5 +18,7 @@ export {
   pieceLengthFor
 } from './profile.ts'
 export type { TorrentExtras, TorrentInfo } from './profile.ts'
+export { BuiltInTracker, TRACKER_CONTENT_TYPE } from './tracker.ts'
+export type { BuiltInTrackerInit, TrackerAction } from './tracker.ts'
 export { TorrentHasher, hashPiecesOfFile } from './piece-hasher.ts'
 export type { TorrentHashes, TorrentHasherInit } from './piece-hasher.ts'

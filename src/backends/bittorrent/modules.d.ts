@@ -157,6 +157,12 @@ declare module 'webtorrent' {
     readonly uploaded: number
     readonly wires: Wire[]
     readonly magnetURI: string
+    /** The trackers it announces to: the torrent's own, then the `announce` option's */
+    readonly announce: string[]
+    /** The .torrent (bencoded), once the metadata is known */
+    readonly torrentFile: Uint8Array
+    /** The torrent's files, once the metadata is known; `path` is relative to the torrent's path */
+    readonly files: Array<{ readonly path: string, readonly length: number }>
     destroy(opts?: { destroyStore?: boolean } | null, cb?: (err?: Error | null) => void): void
     addPeer(addr: string): boolean
   }
@@ -182,7 +188,7 @@ declare module 'webtorrent' {
 
 declare module 'bittorrent-tracker' {
   import type { EventEmitter } from 'node:events'
-  import type { Server as HttpServer } from 'node:http'
+  import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http'
 
   export interface ServerOptions {
     interval?: number
@@ -197,7 +203,10 @@ declare module 'bittorrent-tracker' {
   export class Server extends EventEmitter {
     constructor (opts?: ServerOptions)
     readonly http: HttpServer | null
+    /** Swarms by infohash (hex); peers keyed by `ip:port` for HTTP and UDP peers */
     readonly torrents: Record<string, { peers: { keys: string[], length: number } }>
+    /** Answer one HTTP tracker request from any HTTP server (the action defaults from the path) */
+    onHttpRequest(req: IncomingMessage, res: ServerResponse, opts?: { action?: 'announce' | 'scrape', trustProxy?: boolean }): void
     listen(port: number, hostname: string, onlistening?: () => void): void
     close(cb?: (err?: Error | null) => void): void
   }

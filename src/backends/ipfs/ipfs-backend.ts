@@ -10,6 +10,7 @@
  * Reads are local only for now: a content that is not retained here is `NotFoundError`, a block
  * missing under a retained root is `ContentUnavailableError`; nothing waits on the network.
  */
+import { createHash } from 'node:crypto'
 import { lstat, mkdir, opendir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { withBitswap } from '@helia/bitswap'
@@ -20,19 +21,23 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { FsBlockstore } from 'blockstore-fs'
 import { FsDatastore } from 'datastore-fs'
 import { createHeliaLight } from 'helia'
+import * as dagPb from '@ipld/dag-pb'
+import { UnixFS } from 'ipfs-unixfs'
 import { base32 } from 'multiformats/bases/base32'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import * as Digest from 'multiformats/hashes/digest'
+import { sha256 } from 'multiformats/hashes/sha2'
 import { AbortedError, AtlasError, ContentUnavailableError, NotFoundError } from '../../core/errors.ts'
 import { abortable, abortToAtlasError, checkRange, linkSignal } from '../signals.ts'
 import { BlockGuard, Mutex } from './block-guard.ts'
 import { dagBlocks } from './dag.ts'
+import { walkDag, type DagBlock, type FileRange } from './dag-walk.ts'
 import { libp2pOptions, loadOrCreatePeerKey } from './libp2p.ts'
 import { PinIndex, blockKey, rootKey } from './pin-index.ts'
 import { importUnixfs } from './profile.ts'
 import { readUnixfsFile } from './reader.ts'
-import type { AbortOptions, BackendLogger, BackendGetOptions, BackendPutOptions, BackendPutResult, BackendStats, StorageBackend } from '../backend.ts'
+import type { AbortOptions, BackendLogger, BackendGetOptions, BackendPutOptions, BackendPutResult, BackendRepairOptions, BackendStats, StorageBackend } from '../backend.ts'
 import type { AtlasLibp2pServices } from './libp2p.ts'
 import type { Helia } from 'helia'
 import type { Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
@@ -67,9 +72,31 @@ export interface IpfsBackendInit {
    * @default true
    */
   collectGarbageOnStart?: boolean
+  /**
+   * How long {@link IpfsBackend.repair} waits for the next block from the network before it
+   * gives up, in milliseconds.
+   *
+   * @default 20000
+   */
+  repairStallMs?: number
+}
+
+/** Per-call options of {@link IpfsBackend.dagExport}. */
+export interface DagExportOptions extends AbortOptions {
+  /**
+   * Yield a block each time the walk meets it (CAR `dups=y`), not just the first time
+   *
+   * @default false
+   */
+  duplicates?: boolean
+  /** Only the blocks needed for these bytes of the file at the root (CAR `entity-bytes`) */
+  range?: FileRange
 }
 
 const DEFAULT_REDIAL_INTERVAL_MS = 30_000
+
+/** How long a repair waits for the next block before it gives up. */
+const DEFAULT_REPAIR_STALL_MS = 20_000
 
 /** Tag that asks libp2p to keep a connection to a bootstrap peer (and redial it). */
 const BOOTSTRAP_TAG = `${KEEP_ALIVE}-atlas-bootstrap`
@@ -218,6 +245,12 @@ export class IpfsBackend implements StorageBackend {
     return this.#state().libp2p?.getMultiaddrs().map(ma => ma.toString()) ?? []
   }
 
+  /** The peer ids of the IPFS nodes connected now (those Bitswap asks during a repair). */
+  connectedPeers (): string[] {
+    const connections = this.#state().libp2p?.getConnections() ?? []
+    return [...new Set(connections.map(c => c.remotePeer.toString()))]
+  }
+
   /**
    * Import `source` as a UnixFS file under the profile, writing blocks as chunks complete (memory
    * stays at about a dozen 1 MiB chunks), then retain its root. Retaining walks the new DAG's
@@ -330,6 +363,79 @@ export class IpfsBackend implements StorageBackend {
   }
 
   /**
+   * The bytes of one block of a retained DAG, from the local store only, checked against the
+   * block's CID.
+   *
+   * Any block that a retained root reaches is served, not only roots: the pin index counts every
+   * such block by its multihash, so the test is one small datastore read. (A count a crash left
+   * too high can let a block that no root reaches any more be served until the next garbage
+   * collection: harmless, the bytes are still the ones the CID names.) Who may read which
+   * content is not decided here: the gateway checks that on the content first.
+   *
+   * @throws AtlasError `InvalidAddress` when `cid` is not a CID
+   * @throws NotFoundError when no retained DAG holds the block
+   * @throws ContentUnavailableError when the block is missing from disk or its bytes do not match
+   */
+  async getBlock (cid: CID | string, options: AbortOptions = {}): Promise<Uint8Array> {
+    const running = this.#state()
+    const block = typeof cid === 'string' ? parseAddress(cid) : cid
+    if (block === undefined) throw new AtlasError('InvalidAddress', `${truncate(String(cid))} is not a CID`)
+    if (await running.pins.refCount(block) === 0) throw new NotFoundError(`${block} is not a block of any content stored on IPFS here`)
+    const signal = linkSignal(running.stopping.signal, options.signal)
+    return await this.#readVerified(running, block, signal)
+  }
+
+  /**
+   * Every block of the retained DAG under `root` (a retained root, or any block under one),
+   * depth-first in pre-order: the order of a trustless gateway's `order=dfs` CAR. Blocks are read
+   * one at a time as the consumer pulls, each checked against its CID; see `dag-walk.ts` for
+   * what the walk keeps in memory.
+   *
+   * @throws AtlasError `InvalidAddress` when `root` is not a CID
+   * @throws NotFoundError when no retained DAG holds `root` (before anything is yielded)
+   * @throws ContentUnavailableError when a block is missing from disk or damaged (possibly after
+   * others were yielded: the consumer must treat a walk that throws as incomplete)
+   */
+  async * dagExport (root: CID | string, options: DagExportOptions = {}): AsyncGenerator<DagBlock, void, undefined> {
+    const running = this.#state()
+    const start = typeof root === 'string' ? parseAddress(root) : root
+    if (start === undefined) throw new AtlasError('InvalidAddress', `${truncate(String(root))} is not a CID`)
+    if (await running.pins.refCount(start) === 0) throw new NotFoundError(`${start} is not a block of any content stored on IPFS here`)
+    const signal = linkSignal(running.stopping.signal, options.signal)
+    const read = async (cid: CID): Promise<Uint8Array> => await this.#readVerified(running, cid, signal)
+    try {
+      yield * walkDag(read, start, { duplicates: options.duplicates, range: options.range, signal })
+    } catch (err) {
+      throw abortToAtlasError(err, signal)
+    }
+  }
+
+  /** One whole block from disk, its bytes checked against its sha2-256 multihash. */
+  async #readVerified (running: Running, cid: CID, signal: AbortSignal): Promise<Uint8Array> {
+    if (cid.multihash.code !== sha256.code) {
+      // the profile hashes with sha2-256 only: another hash here is not a block Atlas wrote
+      throw new ContentUnavailableError(`Block ${cid} uses a hash function Atlas does not store`)
+    }
+    const pieces: Uint8Array[] = []
+    try {
+      for await (const piece of running.blocks.get(cid, { signal })) pieces.push(piece)
+    } catch (err) {
+      const mapped = abortToAtlasError(err, signal)
+      if (mapped instanceof AtlasError) throw mapped
+      if ((err as Error).name === 'NotFoundError') {
+        throw new ContentUnavailableError(`Block ${cid} is missing from the local store`, { cause: err })
+      }
+      throw err
+    }
+    const bytes = pieces.length === 1 ? pieces[0] as Uint8Array : Buffer.concat(pieces)
+    const digest = createHash('sha256').update(bytes).digest()
+    if (!digest.equals(cid.multihash.digest)) {
+      throw new ContentUnavailableError(`Block ${cid} is damaged on disk: its bytes do not match its hash`)
+    }
+    return bytes
+  }
+
+  /**
    * True when the content is retained and every block of it is on disk. Checking every block
    * costs one `access` per MiB of content plus reading its dag-pb nodes (about 45 KiB per GiB).
    */
@@ -344,6 +450,100 @@ export class IpfsBackend implements StorageBackend {
     } catch (err) {
       if (err instanceof ContentUnavailableError) return false
       throw err
+    }
+  }
+
+  /**
+   * Read repair: fetch every block of the DAG under `address` that is not in the local store from
+   * connected peers over Bitswap, check each block against its CID (the SHA-256 of its bytes),
+   * store it, and retain the root (as `put()` would). Blocks already here are not fetched again.
+   * Gives up with ContentUnavailableError when offline, when no peer is connected, or when no
+   * block arrives for {@link IpfsBackendInit.repairStallMs}.
+   */
+  async repair (address: string, options: BackendRepairOptions = {}): Promise<void> {
+    const running = this.#state()
+    const root = parseAddress(address)
+    if (root === undefined) throw new AtlasError('InvalidAddress', `${truncate(address)} is not a CID`)
+    if (await this.has(address, options)) return
+    if (running.libp2p === undefined) throw new ContentUnavailableError(`${rootKey(root)} cannot be fetched: the IPFS node is offline`)
+    if (running.libp2p.getConnections().length === 0) throw new ContentUnavailableError(`${rootKey(root)} cannot be fetched: no IPFS peer is connected`)
+    const signal = linkSignal(running.stopping.signal, options.signal)
+    await this.#trackWrite(running, this.#repair(running, root, signal))
+  }
+
+  async #repair (running: Running, root: CID, outer: AbortSignal): Promise<void> {
+    const { helia, blocks, pins } = running
+    const guard = this.#guard
+    const stallMs = this.#init.repairStallMs ?? DEFAULT_REPAIR_STALL_MS
+    const stall = new AbortController()
+    let timer = setTimeout(() => { stall.abort() }, stallMs)
+    const progress = (): void => {
+      clearTimeout(timer)
+      timer = setTimeout(() => { stall.abort() }, stallMs)
+    }
+    const signal = AbortSignal.any([outer, stall.signal])
+    const held = new Map<string, CID>()
+    let fetched = 0
+    let retained = false
+    try {
+      let size: number | undefined
+      const stack: CID[] = [root]
+      const seen = new Set<string>()
+      while (stack.length > 0) {
+        const cid = stack.pop() as CID
+        const key = blockKey(cid)
+        if (seen.has(key)) continue
+        seen.add(key)
+        if (cid.code !== raw.code && cid.code !== dagPb.code) throw new ContentUnavailableError(`Block ${cid} of ${rootKey(root)} is neither raw nor dag-pb`)
+        if (!held.has(key)) {
+          held.set(key, cid)
+          guard.hold(key)
+        }
+        const local = await blocks.has(cid)
+        // raw leaves present here need no reading; dag-pb nodes are read for their links
+        if (local && cid.code === raw.code && cid !== root) continue
+        let bytes: Uint8Array
+        if (local) {
+          bytes = await collectBytes(blocks.get(cid, { signal }))
+        } else {
+          bytes = await collectBytes(helia.blockstore.get(cid, { signal }))
+          await checkBlock(cid, bytes)
+          // Helia keeps what Bitswap brings; writing it here too makes the repair not depend on that
+          await blocks.put(cid, bytes, { signal })
+          fetched++
+          progress()
+        }
+        if (cid.code === dagPb.code) {
+          const node = dagPb.decode(bytes)
+          if (cid === root) size = node.Data === undefined ? 0 : Number(UnixFS.unmarshal(node.Data).fileSize())
+          for (let i = node.Links.length - 1; i >= 0; i--) stack.push((node.Links[i] as dagPb.PBLink).Hash)
+        } else if (cid === root) {
+          size = bytes.byteLength
+        }
+      }
+      await this.#mutex.run(async () => {
+        signal.throwIfAborted()
+        const dag = await dagBlocks(blocks, root, { signal })
+        if (!await pins.isPinned(root)) await pins.pin(root, dag.keys(), { size: size ?? 0, pinnedAt: Date.now() })
+        retained = true
+      })
+      this.#log.info({ address: rootKey(root), fetched }, 'ipfs repair: fetched the missing blocks of a content')
+    } catch (err) {
+      if (stall.signal.aborted && !outer.aborted) {
+        throw new ContentUnavailableError(`No IPFS peer sent a block of ${rootKey(root)} for ${stallMs} ms`, { cause: err })
+      }
+      const mapped = abortToAtlasError(err, outer)
+      if ((mapped as Error).name === 'NotFoundError') throw new ContentUnavailableError(`A block of ${rootKey(root)} could not be fetched`, { cause: err })
+      throw mapped
+    } finally {
+      clearTimeout(timer)
+      for (const key of held.keys()) guard.release(key)
+      if (!retained) {
+        // blocks fetched for a repair that failed are kept only if something retains them
+        await this.#mutex.run(async () => {
+          for (const [key, cid] of held) if (await pins.refCount(key) === 0) await this.#collect(running, key, cid)
+        }).catch(err => { this.#log.error({ err }, 'ipfs repair: could not delete the blocks of a failed repair') })
+      }
     }
   }
 
@@ -544,4 +744,19 @@ async function * blockFileKeys (dir: string): AsyncGenerator<string, void, undef
 
 function truncate (s: string): string {
   return s.length > 80 ? `${s.slice(0, 77)}...` : s
+}
+
+async function collectBytes (source: Iterable<Uint8Array> | AsyncIterable<Uint8Array> | Uint8Array | Promise<Uint8Array>): Promise<Uint8Array> {
+  const resolved = await source
+  if (resolved instanceof Uint8Array) return resolved
+  const pieces: Uint8Array[] = []
+  for await (const piece of resolved) pieces.push(piece)
+  return pieces.length === 1 ? pieces[0] as Uint8Array : Buffer.concat(pieces)
+}
+
+/** Reject a block whose bytes do not hash to its CID's multihash (SHA-256 only, as Atlas writes). */
+async function checkBlock (cid: CID, bytes: Uint8Array): Promise<void> {
+  if (cid.multihash.code !== sha256.code) throw new ContentUnavailableError(`Block ${cid} uses a hash function Atlas does not check`)
+  const digest = await sha256.digest(bytes)
+  if (!Digest.equals(digest, cid.multihash)) throw new ContentUnavailableError(`A peer sent bytes that do not hash to block ${cid}`)
 }

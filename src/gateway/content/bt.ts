@@ -10,6 +10,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AtlasError } from '../../core/errors.ts'
 import { assertContentReadable, contentHeaders } from '../rest/content.ts'
+import { deliveryFor } from '../delivery.ts'
 import { sendContent } from '../send-content.ts'
 import type { GatewayDeps } from '../server.ts'
 
@@ -21,8 +22,8 @@ export async function btRoutes (app: FastifyInstance, deps: GatewayDeps): Promis
   const readable = async (request: FastifyRequest, infohash: string) => {
     if (!INFOHASH.test(infohash)) throw new AtlasError('InvalidAddress', 'A BitTorrent v1 infohash is 40 hex digits')
     const content = await objects.resolve(infohash.toLowerCase())
-    await assertContentReadable(metadata, request.principal, content)
-    return content
+    const payer = await assertContentReadable(metadata, request.principal, content)
+    return { content, payer }
   }
 
   const torrents = (): NonNullable<GatewayDeps['torrents']> => {
@@ -33,7 +34,7 @@ export async function btRoutes (app: FastifyInstance, deps: GatewayDeps): Promis
   const data = async (request: FastifyRequest<{ Params: { name: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
     const { name } = request.params
     if (name.endsWith('.torrent')) {
-      const content = await readable(request, name.slice(0, -'.torrent'.length))
+      const { content } = await readable(request, name.slice(0, -'.torrent'.length))
       const torrent = await torrents().torrentFile(content.locations.find((l) => l.backend === 'bittorrent')?.address ?? '')
       void reply.header('content-type', 'application/x-bittorrent')
         .header('content-disposition', `attachment; filename="${content.id}.torrent"`)
@@ -41,17 +42,18 @@ export async function btRoutes (app: FastifyInstance, deps: GatewayDeps): Promis
         .header('content-length', String(torrent.byteLength))
       return request.method === 'HEAD' ? reply.send() : reply.send(Buffer.from(torrent))
     }
-    const content = await readable(request, name)
+    const { content, payer } = await readable(request, name)
     return await sendContent(request, reply, objects, {
       content,
       etag: `"${content.id}"`,
       contentType: 'application/octet-stream',
-      headers: contentHeaders(content)
+      headers: contentHeaders(content),
+      delivery: deliveryFor(request, deps, payer)
     })
   }
 
   const magnet = async (request: FastifyRequest<{ Params: { name: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
-    const content = await readable(request, request.params.name)
+    const { content } = await readable(request, request.params.name)
     const link = torrents().magnet(content.locations.find((l) => l.backend === 'bittorrent')?.address ?? '')
     void reply.header('content-type', 'text/plain; charset=utf-8')
     return request.method === 'HEAD' ? reply.send() : reply.send(link)

@@ -7,14 +7,22 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AtlasError } from '../../core/errors.ts'
 import type { Content, MetadataStore } from '../../metadata/store.ts'
 import type { Principal } from '../auth.ts'
+import { deliveryFor } from '../delivery.ts'
 import { sendContent } from '../send-content.ts'
 import type { GatewayDeps } from '../server.ts'
 import { addressHeaders } from './views.ts'
 
 /** Throw unless the principal may read the content. Unknown and forbidden look the same (404). */
-export async function assertContentReadable (metadata: MetadataStore, principal: Principal | null, content: Content): Promise<void> {
+/**
+ * Check that the caller may read a content (it is in a public bucket, or in one of theirs) and
+ * return who pays for delivering it: the caller, or for an anonymous read the owner of a public
+ * bucket that holds it.
+ */
+export async function assertContentReadable (metadata: MetadataStore, principal: Principal | null, content: Content): Promise<string> {
   const buckets = await metadata.listContentBuckets(content.id)
-  if (buckets.some((b) => b.public || (principal !== null && b.ownerId === principal.accountId))) return
+  if (principal !== null && buckets.some((b) => b.public || b.ownerId === principal.accountId)) return principal.accountId
+  const open = buckets.find((b) => b.public)
+  if (open !== undefined) return open.ownerId
   // do not reveal that content exists to callers who may not read it
   throw new AtlasError('NoSuchContent', 'No content you may read is stored at that address')
 }
@@ -28,7 +36,7 @@ export async function contentRoutes (app: FastifyInstance, deps: GatewayDeps): P
   const { metadata, objects } = deps
   const handler = async (request: FastifyRequest<{ Params: { '*': string } }>, reply: FastifyReply): Promise<FastifyReply> => {
     const content = await objects.resolve(request.params['*'])
-    await assertContentReadable(metadata, request.principal, content)
+    const payer = await assertContentReadable(metadata, request.principal, content)
     const headers = contentHeaders(content)
     // content reached with credentials may be private: shared caches must not keep it
     if (request.principal !== null) headers['cache-control'] = 'private, max-age=29030400, immutable'
@@ -36,7 +44,8 @@ export async function contentRoutes (app: FastifyInstance, deps: GatewayDeps): P
       content,
       etag: `"${content.id}"`,
       contentType: 'application/octet-stream',
-      headers
+      headers,
+      delivery: deliveryFor(request, deps, payer)
     })
   }
   app.get<{ Params: { '*': string } }>('/v1/content/*', { exposeHeadRoute: false }, handler)

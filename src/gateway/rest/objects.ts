@@ -11,6 +11,7 @@ import { headersFromMetadata, metadataFromHeaders } from '../../objects/object-m
 import type { StoredObject } from '../../objects/object-store.ts'
 import { ownedBucket, readableBucket, requirePrincipal } from '../auth.ts'
 import { declaredLength, requestBody, requestSignal } from '../http.ts'
+import { deliveryFor } from '../delivery.ts'
 import { sendContent } from '../send-content.ts'
 import type { GatewayDeps } from '../server.ts'
 import { addressHeaders, decodeCursor, encodeCursor, objectSummaryView, objectView } from './views.ts'
@@ -112,7 +113,8 @@ export async function objectRoutes (app: FastifyInstance, deps: GatewayDeps): Pr
       etag: `"${stored.object.etag}"`,
       contentType: stored.object.contentType,
       lastModified: stored.object.createdAt,
-      headers: { ...addressHeaders(stored.content), ...headersFromMetadata(stored.object.metadata, REST_META_PREFIX) }
+      headers: { ...addressHeaders(stored.content), ...headersFromMetadata(stored.object.metadata, REST_META_PREFIX) },
+      delivery: deliveryFor(request, deps, request.principal?.accountId ?? bucket.ownerId, { bucket: bucket.name, key })
     })
   }
   app.get<{ Params: ObjectParams }>('/v1/buckets/:bucket/objects/*', { exposeHeadRoute: false }, readObject)

@@ -55,10 +55,10 @@ export function addressOf (rawPath: string, host: string | undefined, domain: st
 }
 
 export async function s3Routes (app: FastifyInstance, deps: GatewayDeps, handlers: Record<string, S3Handler>): Promise<void> {
-  const lookup = async (accessKeyId: string): Promise<{ secretAccessKey: string, accountId: string } | null> => {
+  const lookup = async (accessKeyId: string): Promise<{ secretAccessKey: string, accountId: string, defaultLane?: string } | null> => {
     const key = await deps.metadata.getAccessKey(accessKeyId)
     if (key === null || key.revokedAt !== null || key.secretAccessKey === undefined) return null
-    return { secretAccessKey: key.secretAccessKey, accountId: key.accountId }
+    return { secretAccessKey: key.secretAccessKey, accountId: key.accountId, ...(key.defaultLane === undefined ? {} : { defaultLane: key.defaultLane }) }
   }
 
   await app.register(async (scope) => {
@@ -106,7 +106,7 @@ export async function s3Routes (app: FastifyInstance, deps: GatewayDeps, handler
         bucketName: address.bucket,
         key: address.key,
         query,
-        principal: auth === null ? null : { accountId: auth.accountId, accessKeyId: auth.accessKeyId },
+        principal: auth === null ? null : { accountId: auth.accountId, accessKeyId: auth.accessKeyId, ...(auth.defaultLane === undefined ? {} : { defaultLane: auth.defaultLane }) },
         auth
       }
       request.principal = ctx.principal

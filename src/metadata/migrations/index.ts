@@ -11,6 +11,7 @@ import type { Migration, MigrationProvider, MigrationResultSet } from 'kysely/mi
 import type { DialectName } from '../schema.ts'
 import * as initial from './0001-initial.ts'
 import * as multipartTagsChecksums from './0002-multipart-tags-checksums.ts'
+import * as billing from './0003-billing.ts'
 
 interface AtlasMigration {
   up(db: Kysely<any>, dialect: DialectName): Promise<void>
@@ -20,7 +21,8 @@ interface AtlasMigration {
 /** Every migration, by name. */
 export const MIGRATIONS: Readonly<Record<string, AtlasMigration>> = {
   '0001-initial': initial,
-  '0002-multipart-tags-checksums': multipartTagsChecksums
+  '0002-multipart-tags-checksums': multipartTagsChecksums,
+  '0003-billing': billing
 }
 
 /** Kysely's bookkeeping tables, named so that they do not collide with another app's. */

@@ -48,6 +48,8 @@ export interface SigV4Request {
 export interface AccessKeySecret {
   secretAccessKey: string
   accountId: string
+  /** The key's default delivery lane, handed through to the verified result */
+  defaultLane?: string
 }
 
 /** Finds the secret of an access key id; null when the key does not exist (or is disabled). */
@@ -92,6 +94,8 @@ export interface CredentialScope {
 export interface VerifiedAuth {
   accessKeyId: string
   accountId: string
+  /** The key's default delivery lane, if it has one */
+  defaultLane?: string
   /** True for a presigned URL (query-string authentication) */
   presigned: boolean
   scope: CredentialScope
@@ -329,6 +333,7 @@ async function finish (ctx: VerifyContext, v: Verification): Promise<VerifiedAut
   return {
     accessKeyId: v.credential.accessKeyId,
     accountId: found.accountId,
+    ...(found.defaultLane === undefined ? {} : { defaultLane: found.defaultLane }),
     presigned: v.presigned,
     scope,
     amzDate: v.amzDate,

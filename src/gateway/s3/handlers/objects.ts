@@ -9,6 +9,7 @@ import { headersFromMetadata, metadataFromHeaders } from '../../../objects/objec
 import type { StoredObject } from '../../../objects/object-store.ts'
 import { requestSignal } from '../../http.ts'
 import { addressHeaders } from '../../rest/views.ts'
+import { deliveryFor } from '../../delivery.ts'
 import { checkConditions, sendContent } from '../../send-content.ts'
 import { parseContentMd5 } from '../auth/payload.ts'
 import { s3Body, readXmlBody } from '../body.ts'
@@ -109,7 +110,8 @@ async function readObject (ctx: S3Context) {
     etag: `"${stored.object.etag}"`,
     contentType,
     lastModified: stored.object.createdAt,
-    headers
+    headers,
+    delivery: deliveryFor(ctx.request, ctx.deps, ctx.principal?.accountId ?? bucket.ownerId, { bucket: bucket.name, key })
   })
 }
 

@@ -3,7 +3,7 @@
  * addresses and .torrent files, re-seeding after a restart without reading the data, damaged
  * and left-over files, stopping with work in flight, races, and seeding to a real peer.
  */
-import { LOOPBACK_ONLY } from '../../../fixtures/bittorrent-clients.ts'
+import { LOOPBACK_ONLY, startTracker } from '../../../fixtures/bittorrent-clients.ts'
 import { createHash, randomBytes } from 'node:crypto'
 import { access, mkdtemp, readFile, readdir, rm, truncate, unlink, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
@@ -248,6 +248,32 @@ describe('BitTorrentBackend', () => {
       } finally {
         await new Promise<void>(resolve => { peer.destroy(() => { resolve() }) })
         await rm(downloads, { recursive: true, force: true })
+      }
+    })
+
+    it('takes trackers from a function, and reannounce() makes seeding contents announce to new ones', async () => {
+      const tracker = await startTracker()
+      try {
+        let trackers: string[] = []
+        const backend = await open({ announce: () => trackers })
+        const { address } = await backend.put(chunks(randomBytes(MiB), MiB))
+        const seeder = `127.0.0.1:${backend.port}`
+        expect(await backend.reannounce()).toBe(0)
+
+        trackers = [tracker.announceUrl]
+        // what is written from now on names the tracker; what seeds already does not, yet
+        expect((await parseTorrent(await backend.torrentFile(address))).announce).toEqual([tracker.announceUrl])
+        expect(backend.magnet(address)).toContain(`tr=${encodeURIComponent(tracker.announceUrl)}`)
+        expect(tracker.peers(address)).toEqual([])
+
+        expect(await backend.reannounce()).toBe(1)
+        expect(backend.swarm(address)?.seeding).toBe(true)
+        for (let i = 0; i < 200 && !tracker.peers(address).includes(seeder); i++) await sleep(25)
+        expect(tracker.peers(address)).toEqual([seeder])
+        // nothing changed: nothing to do
+        expect(await backend.reannounce()).toBe(0)
+      } finally {
+        await tracker.close()
       }
     })
 
