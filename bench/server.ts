@@ -26,6 +26,8 @@ export interface AtlasServerInit {
   dataDir: string
   /** Extra Node options for the server, e.g. `--cpu-prof` */
   execArgv?: string[]
+  /** Variables set over {@link atlasEnv}'s, e.g. `ATLAS_BT_ANNOUNCE` */
+  env?: NodeJS.ProcessEnv
 }
 
 export interface Account {
@@ -59,6 +61,8 @@ export function atlasEnv (dataDir: string, port: number): NodeJS.ProcessEnv {
     ATLAS_BT_PORT: '0',
     ATLAS_BT_DHT: 'false',
     ATLAS_LOG_LEVEL: 'warn',
+    // the throughput benches measure the data path; bench/billing.ts measures billing's cost
+    ATLAS_BILLING_ENABLED: 'false',
     // this process runs under npm: do not let the server inherit npm's own settings for Node
     NODE_OPTIONS: ''
   }
@@ -117,7 +121,7 @@ export class AtlasServer {
   /** Spawn the server on a free port and wait until /healthz answers. */
   static async start (init: AtlasServerInit): Promise<AtlasServer> {
     const port = await freePort()
-    const env = atlasEnv(init.dataDir, port)
+    const env = { ...atlasEnv(init.dataDir, port), ...init.env }
     const child = spawn(process.execPath, [...startScriptNodeFlags(init.root), ...(init.execArgv ?? []), join(init.root, 'src/cli.ts'), 'serve'], {
       cwd: init.root,
       env,

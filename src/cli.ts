@@ -7,8 +7,14 @@
 import { realpathSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { createAccount, issueAccessKey } from './accounts/credentials.ts'
+import { formatBtt, parseBtt } from './billing/amount.ts'
+import { Billing } from './billing/billing.ts'
+import { KyselyLedger } from './billing/kysely-ledger.ts'
+import { parseLane } from './billing/lanes.ts'
+import { accountSummary, amountJson } from './billing/usage.ts'
 import { ConfigError, loadConfig, type AtlasConfig } from './config.ts'
 import { AtlasError } from './core/errors.ts'
+import { KyselyMetadataStore } from './metadata/kysely-store.ts'
 import { openMetadata } from './metadata/open.ts'
 import type { MetadataStore } from './metadata/store.ts'
 
@@ -18,7 +24,13 @@ Commands:
   serve                                 run the gateway (what npm start runs)
   accounts create --name NAME [--json]  create an account and its first access key
   accounts list [--json]                list accounts
-  keys create --account ID [--json]     issue another access key for an account
+  accounts balance ID [--json]          an account's balances (available, held, owed) and status
+  accounts credit ID AMOUNT --reason TEXT [--json]
+                                        credit AMOUNT BTT (decimal, e.g. 12.5) to an account, as an
+                                        admin credit; it pays what the account owes first
+  keys create --account ID [--lane slow|medium|fast] [--json]
+                                        issue another access key for an account; --lane sets the
+                                        delivery lane of its requests that name none
   keys list --account ID [--json]       list an account's access keys
   keys revoke ACCESS_KEY_ID             revoke an access key
 
@@ -29,18 +41,31 @@ Options:
 
 type Out = (line: string) => void
 
+/**
+ * parseArgs reads `-5` as the short option `-5`; a negative number is wrapped in this (a NUL,
+ * which no real argument contains) so that it stays an argument and the amount check can say
+ * what is wrong with it, instead of "unknown option".
+ */
+const NEGATIVE_NUMBER = /^-\.?\d/
+const WRAP = '\u0000'
+const unwrap = (value: string): string => value.startsWith(WRAP) ? value.slice(WRAP.length) : value
+
 export async function runCli (argv: string[], out: Out = (l) => { process.stdout.write(`${l}\n`) }): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
+  const parsed = parseArgs({
+    args: argv.map((a) => NEGATIVE_NUMBER.test(a) ? `${WRAP}${a}` : a),
     allowPositionals: true,
     options: {
       config: { type: 'string' },
       name: { type: 'string' },
       account: { type: 'string' },
+      reason: { type: 'string' },
+      lane: { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false }
     }
   })
+  const positionals = parsed.positionals.map(unwrap)
+  const values = Object.fromEntries(Object.entries(parsed.values).map(([k, v]) => [k, typeof v === 'string' ? unwrap(v) : v])) as typeof parsed.values
   const [command, sub, ...rest] = positionals
   if (values.help === true || command === undefined) {
     out(USAGE)
@@ -75,18 +100,70 @@ export async function runCli (argv: string[], out: Out = (l) => { process.stdout
         else for (const a of accounts) out(`${a.id}\t${a.name}\t${a.createdAt.toISOString()}`)
         return 0
       }
+      case 'accounts balance': {
+        const [id, ...extra] = rest
+        if (id === undefined || extra.length > 0) throw new UsageError('accounts balance needs one account ID')
+        const account = await metadata.getAccount(id)
+        if (account === null) throw new AtlasError('NoSuchAccount', `No account ${id}`)
+        const summary = await accountSummary(openBilling(metadata, config), id)
+        if (values.json === true) {
+          out(JSON.stringify({
+            id,
+            name: account.name,
+            status: summary.status.status,
+            available: amountJson(summary.available),
+            held: amountJson(summary.held),
+            owed: amountJson(summary.owed),
+            dailyStorageCost: amountJson(summary.dailyStorageCost),
+            runwayDays: summary.runwayDays
+          }))
+        } else {
+          out(`account    ${id} (${account.name})`)
+          out(`status     ${summary.status.status}${summary.status.graceEndsAt === undefined ? '' : ` until ${summary.status.graceEndsAt.toISOString()}`}`)
+          out(`available  ${formatBtt(summary.available)} BTT`)
+          out(`held       ${formatBtt(summary.held)} BTT`)
+          out(`owed       ${formatBtt(summary.owed)} BTT`)
+          out(`storage    ${formatBtt(summary.dailyStorageCost)} BTT a day${summary.runwayDays === null ? '' : ` (${summary.runwayDays} days of runway)`}`)
+        }
+        return 0
+      }
+      case 'accounts credit': {
+        const [id, amountText, ...extra] = rest
+        if (id === undefined || amountText === undefined || extra.length > 0) {
+          throw new UsageError('accounts credit needs an account ID and an AMOUNT in BTT, e.g. accounts credit acc_… 12.5 --reason "invoice 42"')
+        }
+        if (values.reason === undefined || values.reason.trim() === '') throw new UsageError('accounts credit needs --reason TEXT (it is recorded with the credit)')
+        // every check before the ledger is touched: a refused credit changes nothing
+        const amount = parseBtt(amountText)
+        if (amount === 0n) throw new AtlasError('InvalidAmount', 'A credit must be more than 0 BTT')
+        if (await metadata.getAccount(id) === null) throw new AtlasError('NoSuchAccount', `No account ${id}`)
+        const billing = openBilling(metadata, config)
+        const transactionId = await billing.credit(id, amount, values.reason.trim())
+        const balances = await billing.ledger.customerBalances(id)
+        if (values.json === true) {
+          out(JSON.stringify({ id, credited: amountJson(amount), transactionId, available: amountJson(balances.available), owed: amountJson(-balances.receivable) }))
+        } else {
+          out(`credited   ${formatBtt(amount)} BTT to ${id} (transaction ${transactionId})`)
+          out(`available  ${formatBtt(balances.available)} BTT`)
+          if (balances.receivable !== 0n) out(`owed       ${formatBtt(-balances.receivable)} BTT`)
+        }
+        return 0
+      }
       case 'keys create': {
         const accountId = await requireAccount(metadata, values.account)
-        const issued = await issueAccessKey(metadata, accountId)
-        out(values.json === true ? JSON.stringify({ accountId, ...issued }) : `accessKeyId     ${issued.accessKeyId}\nsecretAccessKey ${issued.secretAccessKey}\ntoken           ${issued.token}`)
+        const defaultLane = values.lane === undefined ? undefined : parseLane(values.lane)
+        const issued = await issueAccessKey(metadata, accountId, defaultLane === undefined ? {} : { defaultLane })
+        out(values.json === true
+          ? JSON.stringify({ accountId, ...issued, ...(defaultLane === undefined ? {} : { defaultLane }) })
+          : `accessKeyId     ${issued.accessKeyId}\nsecretAccessKey ${issued.secretAccessKey}\ntoken           ${issued.token}${defaultLane === undefined ? '' : `\ndefaultLane     ${defaultLane}`}`)
         return 0
       }
       case 'keys list': {
         const accountId = await requireAccount(metadata, values.account)
         const keys = await metadata.listAccessKeys(accountId)
-        const rows = keys.map((k) => ({ accessKeyId: k.accessKeyId, createdAt: k.createdAt.toISOString(), revokedAt: k.revokedAt?.toISOString() ?? null }))
+        const rows = keys.map((k) => ({ accessKeyId: k.accessKeyId, createdAt: k.createdAt.toISOString(), revokedAt: k.revokedAt?.toISOString() ?? null, defaultLane: k.defaultLane ?? null }))
         if (values.json === true) out(JSON.stringify(rows))
-        else for (const r of rows) out(`${r.accessKeyId}\t${r.createdAt}\t${r.revokedAt === null ? 'active' : `revoked ${r.revokedAt}`}`)
+        else for (const r of rows) out(`${r.accessKeyId}\t${r.createdAt}\t${r.revokedAt === null ? 'active' : `revoked ${r.revokedAt}`}${r.defaultLane === null ? '' : `\tlane ${r.defaultLane}`}`)
         return 0
       }
       case 'keys revoke': {
@@ -105,6 +182,25 @@ export async function runCli (argv: string[], out: Out = (l) => { process.stdout
 }
 
 class UsageError extends Error {}
+
+/**
+ * Billing over the metadata database, for admin commands: the ledger and the account reports,
+ * without the server's storage timer (never `start()`ed) and without delivery holds, so `cli`
+ * as the hold owner is never used. Works whether billing is on in this configuration or not:
+ * a credit made while it is off counts once it is on.
+ */
+function openBilling (metadata: MetadataStore, config: AtlasConfig): Billing {
+  if (!(metadata instanceof KyselyMetadataStore)) throw new AtlasError('InternalError', 'Billing needs the SQL metadata store')
+  const quiet = (): void => {}
+  const warn = (obj: object, msg?: string): void => { process.stderr.write(`atlas: ${msg ?? ''} ${JSON.stringify(obj)}\n`) }
+  return new Billing({
+    ledger: new KyselyLedger({ db: metadata.db, dialect: metadata.dialect }),
+    db: metadata.db,
+    config: config.billing,
+    owner: 'cli',
+    logger: { info: quiet, warn, error: warn }
+  })
+}
 
 async function requireAccount (metadata: MetadataStore, id: string | undefined): Promise<string> {
   if (id === undefined) throw new UsageError('this command needs --account ID')

@@ -17,9 +17,9 @@
  *   is recorded as owed (the receivable account), and the account enters its grace period
  *   (status `grace`): its data stays, its uploads and downloads are refused until it tops up.
  *   After `graceDays` it is `suspended`: content that no paying account references is released
- *   from the backends (unpinned, no longer seeded); its metadata stays for recovery. A credit
- *   pays what is owed first and returns the account to `active`. Every step is an event in the
- *   account's status history.
+ *   from the backends (unpinned, no longer seeded) and its storage stops accruing; its metadata
+ *   stays for recovery. A credit pays what is owed first and returns the account to `active`.
+ *   Every step is an event in the account's status history.
  */
 import { randomUUID } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
@@ -29,16 +29,38 @@ import type { BackendName } from '../backends/backend.ts'
 import type { AtlasConfig } from '../config.ts'
 import { AtlasError } from '../core/errors.ts'
 import type { Database } from '../metadata/schema.ts'
-import { formatBtt } from './amount.ts'
+import { UploadIdGenerator } from '../metadata/upload-id.ts'
+import { MAX_AMOUNT, formatBtt } from './amount.ts'
 import { LedgerAccounts } from './ledger.ts'
 import type { Cause, Ledger } from './ledger.ts'
 import { Pricing, STORAGE_DENOMINATOR, type Lane } from './pricing.ts'
+import { POOL_RESPONSE_MAX_BYTES, SpendPool } from './spend-pool.ts'
 
 /** Bytes of a delivery between two checkpoints of its hold */
 export const CHECKPOINT_BYTES = 1024 * 1024
 
+/**
+ * How long a payer's billing status is taken as read: a status changes rarely (a dry account
+ * entering grace), and reading it on every GET would cost more than the GET. Another process's
+ * change is seen within this time.
+ */
+const STATUS_CACHE_MS = 1000
+
+/** Statuses cached at most (the cache is cleared when full) */
+const STATUS_CACHE_ENTRIES = 10_000
+
 /** How often the storage meter looks for periods to charge, at most */
 const STORAGE_TICK_MS = 60_000
+
+/**
+ * Ids of status events: they sort in the order the events were made in this process, which
+ * orders two events of one millisecond (a meter's `grace` and the credit that follows it). One
+ * generator per process, not per Billing, since several may write one account's events.
+ */
+const statusEventIds = new UploadIdGenerator()
+
+/** Attempts of a storage charge, or a payment of what is owed, that the balances moved under */
+const MAX_CHARGE_ATTEMPTS = 5
 
 export type AccountStatusName = 'active' | 'grace' | 'suspended'
 
@@ -125,6 +147,9 @@ export class Billing {
   readonly #now: () => number
   #timer: NodeJS.Timeout | undefined
   #metering: Promise<void> | undefined
+  readonly #pool: SpendPool
+  /** Recently read statuses of payers: a status changes rarely, a GET must not read it each time */
+  readonly #statusCache = new Map<string, { status: { status: AccountStatusName, reason: string, atMs: number } | undefined, until: number }>()
   /** Deliveries in flight, settled by stop() */
   readonly #open = new Set<Delivery>()
 
@@ -137,6 +162,7 @@ export class Billing {
     this.#log = init.logger
     this.#releaseContents = init.releaseContents
     this.#now = init.now ?? Date.now
+    this.#pool = new SpendPool(this.ledger, this.#owner, this.#log)
   }
 
   get owner (): string {
@@ -158,6 +184,7 @@ export class Billing {
   async stop (): Promise<void> {
     clearInterval(this.#timer)
     await Promise.allSettled([...this.#open].map(async d => { await d.end() }))
+    await this.#pool.close()
     await this.#metering
   }
 
@@ -177,9 +204,12 @@ export class Billing {
   async beginDelivery (input: DeliveryInput): Promise<Delivery> {
     await this.assertActive(input.payer)
     const cause: Cause = { requestId: input.requestId, lane: input.lane, ...(input.bucket === undefined ? {} : { bucket: input.bucket }), ...(input.key === undefined ? {} : { key: input.key }) }
+    // request ids are unique within one process only (several replicas share the ledger, and a
+    // restarted process counts again): the instance id makes the keys unique across them
+    const requestKey = `${this.#owner}:${input.requestId}`
     if (this.pricing.requestFee > 0n) {
       await this.ledger.post({
-        idempotencyKey: `request:${input.requestId}`,
+        idempotencyKey: `request:${requestKey}`,
         kind: 'request',
         cause,
         postings: [{ account: LedgerAccounts.available(input.payer), amount: -this.pricing.requestFee }, { account: LedgerAccounts.revenue.requests, amount: this.pricing.requestFee }]
@@ -187,8 +217,22 @@ export class Billing {
     }
     const amount = this.pricing.egressCost(BigInt(input.bytes), input.lane)
     if (amount === 0n) return input.lane === 'fast' ? FREE_DELIVERY : { ...FREE_DELIVERY, lane: input.lane }
+    if (input.bytes <= POOL_RESPONSE_MAX_BYTES) {
+      // small responses draw on a pooled lease (spend-pool.ts): no ledger write per response
+      const claim = await this.#pool.claim({ payer: input.payer, lane: input.lane, ...(input.bucket === undefined ? {} : { bucket: input.bucket }) }, amount, cause)
+      const pricing = this.pricing
+      let sent = 0
+      return {
+        lane: input.lane,
+        count (bytes: number): void { sent += bytes },
+        async end (): Promise<void> {
+          const bytes = Math.min(sent, input.bytes)
+          claim.end(pricing.egressCost(BigInt(bytes), input.lane), bytes)
+        }
+      }
+    }
     const hold = await this.ledger.placeHold({
-      idempotencyKey: `egress:${input.requestId}`,
+      idempotencyKey: `egress:${requestKey}`,
       customerId: input.payer,
       amount,
       revenueAccount: LedgerAccounts.revenue.egress,
@@ -238,13 +282,21 @@ export class Billing {
 
   /** @throws AtlasError `AccountSuspended` when the account is in its grace period or suspended */
   async assertActive (customerId: string): Promise<void> {
-    const status = await this.#latestStatus(customerId)
+    const now = Date.now()
+    let cached = this.#statusCache.get(customerId)
+    if (cached === undefined || cached.until < now) {
+      if (this.#statusCache.size >= STATUS_CACHE_ENTRIES) this.#statusCache.clear()
+      cached = { status: await this.#latestStatus(customerId), until: now + STATUS_CACHE_MS }
+      this.#statusCache.set(customerId, cached)
+    }
+    const status = cached.status
     if (status === undefined || status.status === 'active') return
     const balances = await this.ledger.customerBalances(customerId)
     throw new AtlasError('AccountSuspended', status.status === 'grace'
       ? `Account ${customerId} ran out of funds (${status.reason}); its data is kept, but uploads and downloads are refused until it tops up`
       : `Account ${customerId} is suspended for lack of funds (${status.reason}); top up to use it again`, {
-      details: { status: status.status, since: new Date(status.atMs).toISOString(), available: balances.available.toString(), owed: (-balances.receivable).toString() }
+      // not `status`: problem+json reserves that member for the HTTP status code
+      details: { accountStatus: status.status, since: new Date(status.atMs).toISOString(), available: balances.available.toString(), owed: (-balances.receivable).toString() }
     })
   }
 
@@ -276,8 +328,13 @@ export class Billing {
    * account out of grace or suspension.
    */
   async credit (customerId: string, amount: bigint, reason: string, idempotencyKey = `admin-credit:${randomUUID()}`): Promise<string> {
+    // callers parse text with parseBtt/parseUnits; a number (a float, NaN) never stands for money
+    if (typeof amount !== 'bigint') throw new AtlasError('InvalidAmount', 'A credit is a whole number of base units (a bigint), not a number')
     if (amount <= 0n) throw new AtlasError('InvalidAmount', 'A credit must be a positive amount')
+    if (amount > MAX_AMOUNT) throw new AtlasError('InvalidAmount', `A credit of ${amount} units is too large`)
     if (reason.trim() === '') throw new AtlasError('InvalidArgument', 'A credit needs a reason')
+    // the ledger knows no account without an id (and would take it for a programming error)
+    if (customerId === '') throw new AtlasError('NoSuchAccount', 'No account with an empty id')
     const tx = await this.ledger.post({
       idempotencyKey,
       kind: 'admin-credit',
@@ -290,20 +347,31 @@ export class Billing {
 
   /** Pay what the account owes from its available balance; back to active when nothing is owed. */
   async settleOwed (customerId: string): Promise<void> {
-    const { available, receivable } = await this.ledger.customerBalances(customerId)
-    const owed = -receivable
-    if (owed > 0n && available > 0n) {
+    for (let attempt = 1; ; attempt++) {
+      const { available, receivable } = await this.ledger.customerBalances(customerId)
+      const owed = -receivable
+      if (owed <= 0n || available <= 0n) break
       const paid = owed < available ? owed : available
-      await this.ledger.post({
-        idempotencyKey: `collect:${customerId}:${receivable}:${randomUUID()}`,
-        kind: 'storage',
-        cause: { reason: 'storage owed from a dry period' },
-        postings: [{ account: LedgerAccounts.available(customerId), amount: -paid }, { account: LedgerAccounts.receivable(customerId), amount: paid }]
-      })
+      try {
+        await this.ledger.post({
+          idempotencyKey: `collect:${customerId}:${receivable}:${randomUUID()}`,
+          kind: 'storage',
+          cause: { reason: 'storage owed from a dry period' },
+          postings: [{ account: LedgerAccounts.available(customerId), amount: -paid }, { account: LedgerAccounts.receivable(customerId), amount: paid }]
+        })
+        break
+      } catch (err) {
+        // the balances moved since they were read: another credit paid (some of) the debt (the
+        // ledger refuses to pay more than is owed), or a hold took the funds; read them again
+        if (err instanceof AtlasError && (err.code === 'Conflict' || err.code === 'InsufficientFunds') && attempt < MAX_CHARGE_ATTEMPTS) continue
+        throw err
+      }
     }
     const after = await this.ledger.customerBalances(customerId)
     const status = await this.#latestStatus(customerId)
-    if (status !== undefined && status.status !== 'active' && after.receivable === 0n && after.available > 0n) {
+    // nothing owed is enough: an account left in grace with nothing owed would be suspended when
+    // its grace period ran out, for a debt it had paid
+    if (status !== undefined && status.status !== 'active' && after.receivable === 0n) {
       await this.#recordStatus(customerId, 'active', 'topped up')
     }
   }
@@ -419,24 +487,29 @@ export class Billing {
   async #chargeStorage (customerId: string, start: number, end: number, amount: bigint): Promise<string> {
     const idempotencyKey = `storage:${customerId}:${start}`
     const period = `${new Date(start).toISOString()}/${new Date(end).toISOString()}`
-    const { available } = await this.ledger.customerBalances(customerId)
-    const paid = available < amount ? available : amount
-    const owed = amount - paid
-    const postings: Array<{ account: string, amount: bigint }> = [{ account: LedgerAccounts.revenue.storage, amount }]
-    if (paid > 0n) postings.push({ account: LedgerAccounts.available(customerId), amount: -paid })
-    if (owed > 0n) postings.push({ account: LedgerAccounts.receivable(customerId), amount: -owed })
-    try {
-      const tx = await this.ledger.post({ idempotencyKey, kind: 'storage', cause: { period }, postings })
-      if (owed > 0n) this.#log.warn({ customerId, period, owed: owed.toString() }, 'billing: storage charge not covered by the balance')
-      return tx.id
-    } catch (err) {
-      // posted already (a crash between the charge and its period row, or another process)
-      // with other inputs because the balance moved since: the posted charge stands
-      if (err instanceof AtlasError && (err.code === 'IdempotencyConflict' || err.code === 'InsufficientFunds')) {
-        const existing = await this.#db.selectFrom('ledger_transactions').select('id').where('idempotency_key', '=', idempotencyKey).executeTakeFirst()
-        if (existing !== undefined) return existing.id
+    for (let attempt = 1; ; attempt++) {
+      const { available } = await this.ledger.customerBalances(customerId)
+      const paid = available < amount ? available : amount
+      const owed = amount - paid
+      const postings: Array<{ account: string, amount: bigint }> = [{ account: LedgerAccounts.revenue.storage, amount }]
+      if (paid > 0n) postings.push({ account: LedgerAccounts.available(customerId), amount: -paid })
+      if (owed > 0n) postings.push({ account: LedgerAccounts.receivable(customerId), amount: -owed })
+      try {
+        const tx = await this.ledger.post({ idempotencyKey, kind: 'storage', cause: { period }, postings })
+        if (owed > 0n) this.#log.warn({ customerId, period, owed: owed.toString() }, 'billing: storage charge not covered by the balance')
+        return tx.id
+      } catch (err) {
+        // posted already (a crash between the charge and its period row, or another process)
+        // with other inputs because the balance moved since: the posted charge stands
+        if (err instanceof AtlasError && (err.code === 'IdempotencyConflict' || err.code === 'InsufficientFunds')) {
+          const existing = await this.#db.selectFrom('ledger_transactions').select('id').where('idempotency_key', '=', idempotencyKey).executeTakeFirst()
+          if (existing !== undefined) return existing.id
+          // not posted: the balance fell between its read and the post (a download's hold, say);
+          // split the charge again on the new balance rather than fail the whole metering run
+          if (err.code === 'InsufficientFunds' && attempt < MAX_CHARGE_ATTEMPTS) continue
+        }
+        throw err
       }
-      throw err
     }
   }
 
@@ -451,8 +524,30 @@ export class Billing {
     }
     if (current === 'grace' && status !== undefined && now - status.atMs >= this.#config.graceDays * 86_400_000) {
       await this.#recordStatus(customerId, 'suspended', `the ${this.#config.graceDays}-day grace period ended unpaid`, now)
-      const released = await this.#releaseContents?.(await this.unpaidContents(customerId)) ?? 0
+      if (this.#releaseContents === undefined) return
+      const unpaid = await this.unpaidContents(customerId)
+      const released = await this.#releaseContents(unpaid)
+      await this.#endStorage(customerId, unpaid, now)
       this.#log.warn({ customerId, released }, 'billing: account suspended; released content no paying account references')
+    }
+  }
+
+  /**
+   * Released content is no longer stored: the storage of the account's objects that refer to it
+   * stops accruing at `at` (their metadata stays; a new upload of the key starts a new interval).
+   */
+  async #endStorage (customerId: string, contentIds: string[], at: number): Promise<void> {
+    if (contentIds.length === 0) return
+    const objects = await this.#db.selectFrom('objects')
+      .innerJoin('buckets', 'buckets.name', 'objects.bucket')
+      .select(['objects.bucket', 'objects.key'])
+      .where('buckets.owner_id', '=', customerId)
+      .where('objects.content_id', 'in', contentIds)
+      .execute()
+    for (const object of objects) {
+      await this.#db.updateTable('storage_intervals').set({ ended_ms: at })
+        .where('customer_id', '=', customerId).where('bucket', '=', object.bucket).where('key', '=', object.key).where('ended_ms', 'is', null)
+        .execute()
     }
   }
 
@@ -479,7 +574,8 @@ export class Billing {
   }
 
   async #recordStatus (customerId: string, status: AccountStatusName, reason: string, at = this.#now()): Promise<void> {
-    await this.#db.insertInto('billing_status_events').values({ id: randomUUID(), customer_id: customerId, status, reason, at_ms: at }).execute()
+    this.#statusCache.delete(customerId)
+    await this.#db.insertInto('billing_status_events').values({ id: statusEventIds.next(at).id, customer_id: customerId, status, reason, at_ms: at }).execute()
     this.#log.info({ customerId, status, reason }, 'billing: account status changed')
   }
 }

@@ -289,6 +289,13 @@ export class KyselyLedger implements Ledger {
             details: { balance: head.balance.toString(), required: (-posting.amount).toString() }
           })
         }
+        if (balanceAfter > 0n && isNonPositive(posting.account)) {
+          // two payments of one debt (two credits at once) must not both go through
+          const { customerId } = accountKind(posting.account)
+          throw new AtlasError('Conflict', `Account ${customerId} owes ${-head.balance} units; a payment of ${posting.amount} would pay more than that`, {
+            details: { owed: (-head.balance).toString(), payment: posting.amount.toString() }
+          })
+        }
         head.balance = balanceAfter
         head.seq += 1
         accountSeq = head.seq
@@ -401,6 +408,11 @@ export class KyselyLedger implements Ledger {
 /** Accounts that keep a running balance (and lock): a customer's. */
 function isTracked (account: string): boolean {
   return account.startsWith('customer:')
+}
+
+/** Accounts whose balance may never go above zero: what a customer owes (its receivable). */
+function isNonPositive (account: string): boolean {
+  return account.startsWith('customer:') && account.endsWith(':receivable')
 }
 
 /** Accounts whose balance may never go below zero: a customer's available and held. */

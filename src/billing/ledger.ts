@@ -169,7 +169,8 @@ export interface Ledger {
    *
    * @throws AtlasError `InvalidAmount` (a zero amount, postings that do not sum to zero, fewer
    * than two postings), `InsufficientFunds` (a customer account would go below zero; details
-   * carry `balance` and `required`), `IdempotencyConflict`, `NoSuchAccount` (an unknown customer)
+   * carry `balance` and `required`), `Conflict` (a customer's receivable would go above zero:
+   * a payment of more than is owed), `IdempotencyConflict`, `NoSuchAccount` (an unknown customer)
    */
   post(input: TransactionInput): Promise<LedgerTransaction>
 

@@ -17,6 +17,7 @@ import { ipfsRoutes, type IpfsBlockSource } from './content/ipfs.ts'
 import { trackerRoutes } from './content/tracker.ts'
 import { toAtlasError } from './errors.ts'
 import { healthRoutes } from './health.ts'
+import { accountRoutes } from './rest/account.ts'
 import { bucketRoutes } from './rest/buckets.ts'
 import { contentRoutes } from './rest/content.ts'
 import { objectRoutes } from './rest/objects.ts'
@@ -136,6 +137,7 @@ export async function buildServer (deps: GatewayDeps, options: BuildServerOption
   await bucketRoutes(app, deps)
   await objectRoutes(app, deps)
   await contentRoutes(app, deps)
+  await accountRoutes(app, deps)
   await btRoutes(app, deps)
   await ipfsRoutes(app, deps)
   await trackerRoutes(app, deps)

@@ -61,6 +61,68 @@ describe('atlas CLI', () => {
     expect(accounts).toEqual([expect.objectContaining({ id: created.id, name: 'ops team' })])
   })
 
+  it('credits accounts and shows balances while a billing server runs; refuses bad credits without a ledger change', async () => {
+    await server?.kill()
+    server = await startServerProcess({ ...env, ATLAS_BILLING_ENABLED: 'true' })
+    const created = JSON.parse((await atlas('accounts', 'create', '--name', 'payer', '--json')).stdout)
+    const fromServer = async (path: string): Promise<any> => {
+      const res = await fetch(`${server?.url ?? ''}${path}`, { headers: { authorization: `Bearer ${created.token as string}` } })
+      expect(res.status, path).toBe(200)
+      return await res.json()
+    }
+    const empty = JSON.parse((await atlas('accounts', 'balance', created.id, '--json')).stdout)
+    expect(empty).toMatchObject({ id: created.id, name: 'payer', status: 'active', available: { units: '0', btt: '0' }, held: { units: '0', btt: '0' }, owed: { units: '0', btt: '0' } })
+
+    const credit = await atlas('accounts', 'credit', created.id, '12.5', '--reason', 'invoice 1', '--json')
+    expect(credit.code, credit.stderr).toBe(0)
+    expect(JSON.parse(credit.stdout)).toMatchObject({ id: created.id, credited: { units: '12500000000000000000', btt: '12.5' }, available: { btt: '12.5' } })
+    // the smallest amount there is, exactly
+    expect((await atlas('accounts', 'credit', created.id, '0.000000000000000001', '--reason', 'one unit')).code).toBe(0)
+    const expected = { units: '12500000000000000001', btt: '12.500000000000000001' }
+    expect((await fromServer('/v1/account')).balance.available).toEqual(expected)
+    const ledger = (await fromServer('/v1/account/ledger')).entries
+    expect(ledger.map((e: { kind: string, cause: { reason: string } }) => [e.kind, e.cause.reason])).toEqual([['admin-credit', 'one unit'], ['admin-credit', 'invoice 1']])
+    const text = await atlas('accounts', 'balance', created.id)
+    expect(text.stdout).toMatch(/available\s+12\.500000000000000001 BTT/)
+
+    const refused: Array<{ args: string[], says: RegExp }> = [
+      { args: ['-5', '--reason', 'x'], says: /negative/ },
+      { args: ['-0.5', '--reason', 'x'], says: /negative/ },
+      { args: ['0.0000000000000000001', '--reason', 'x'], says: /18 decimals/ },
+      { args: ['abc', '--reason', 'x'], says: /not a decimal number/ },
+      { args: ['1e3', '--reason', 'x'], says: /not a decimal number/ },
+      { args: ['12,5', '--reason', 'x'], says: /not a decimal number/ },
+      { args: ['0', '--reason', 'x'], says: /more than 0/ },
+      { args: ['5'], says: /--reason/ },
+      { args: ['5', '--reason', '  '], says: /--reason/ },
+      { args: [], says: /AMOUNT/ }
+    ]
+    // independent processes: run them side by side
+    await Promise.all(refused.map(async ({ args, says }) => {
+      const result = await atlas('accounts', 'credit', created.id, ...args)
+      expect(result.code, args.join(' ')).not.toBe(0)
+      expect(result.stderr, args.join(' ')).toMatch(says)
+    }))
+    const unknown = await atlas('accounts', 'credit', 'acc_missing', '5', '--reason', 'x')
+    expect(unknown.code).not.toBe(0)
+    expect(unknown.stderr).toContain('No account acc_missing')
+    expect((await atlas('accounts', 'balance', 'acc_missing')).code).not.toBe(0)
+    // nothing of it reached the ledger
+    expect((await fromServer('/v1/account')).balance.available).toEqual(expected)
+    expect((await fromServer('/v1/account/ledger')).entries).toHaveLength(2)
+    expect(JSON.parse((await atlas('accounts', 'balance', created.id, '--json')).stdout).available).toEqual(expected)
+
+    const laned = await atlas('keys', 'create', '--account', created.id, '--lane', 'medium', '--json')
+    expect(JSON.parse(laned.stdout).defaultLane).toBe('medium')
+    const keys = JSON.parse((await atlas('keys', 'list', '--account', created.id, '--json')).stdout)
+    expect(keys.find((k: { accessKeyId: string }) => k.accessKeyId === JSON.parse(laned.stdout).accessKeyId).defaultLane).toBe('medium')
+    const account = await (await fetch(`${server.url}/v1/account`, { headers: { authorization: `Bearer ${JSON.parse(laned.stdout).token as string}` } })).json() as { defaultLane: string }
+    expect(account.defaultLane).toBe('medium')
+    const badLane = await atlas('keys', 'create', '--account', created.id, '--lane', 'warp')
+    expect(badLane.code).not.toBe(0)
+    expect(badLane.stderr).toContain('warp')
+  })
+
   it('explains bad usage and bad configuration with exit code 2', async () => {
     const noName = await atlas('accounts', 'create')
     expect(noName.code).toBe(2)

@@ -1,21 +1,30 @@
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { parseBtt } from '../../src/billing/amount.ts'
 import { startTestAtlas, type TestAtlas } from '../fixtures/atlas.ts'
 import { checkResponse, documentedRoutes, toOpenApiPath, type Checked } from '../fixtures/openapi.ts'
 import { announceQuery, percentEncode } from '../fixtures/tracker.ts'
 
 describe('openapi.yaml and the server agree', () => {
   let t: TestAtlas
+  /** A second Atlas with billing on, for the account routes' answers when it is */
+  let billed: TestAtlas
   const checked: Checked[] = []
 
-  beforeAll(async () => { t = await startTestAtlas() })
-  afterAll(async () => { await t?.stop() })
+  beforeAll(async () => {
+    [t, billed] = await Promise.all([
+      startTestAtlas(),
+      startTestAtlas({ config: { billing: { enabled: true }, bittorrent: { enabled: false } } })
+    ])
+  })
+  afterAll(async () => { await Promise.all([t?.stop(), billed?.stop()]) })
 
-  const call = async (method: string, path: string, init: RequestInit & { auth?: boolean | string } = {}): Promise<Response> => {
-    const res = await t.api(path, { ...init, method })
+  const callOn = async (atlas: TestAtlas, method: string, path: string, init: RequestInit & { auth?: boolean | string } = {}): Promise<Response> => {
+    const res = await atlas.api(path, { ...init, method })
     checked.push(await checkResponse(method, path, res))
     return res
   }
+  const call = async (method: string, path: string, init: RequestInit & { auth?: boolean | string } = {}): Promise<Response> => await callOn(t, method, path, init)
 
   it('documents every route the server has', () => {
     const documented = new Set(documentedRoutes().map((r) => `${r.method} ${r.path}`))
@@ -98,6 +107,24 @@ describe('openapi.yaml and the server agree', () => {
     expect(Buffer.from(await (await call('GET', '/announce', { auth: false })).arrayBuffer()).toString()).toMatch(/failure reason/)
     await call('GET', `/scrape?info_hash=${percentEncode(Buffer.from(ih, 'hex'))}`, { auth: false })
     await call('GET', '/scrape', { auth: false })
+    // billing off here: the price list still answers, the account has no money, no usage or ledger
+    expect((await (await call('GET', '/v1/pricing', { auth: false })).json() as { enabled: boolean }).enabled).toBe(false)
+    expect((await (await call('GET', '/v1/account')).json() as { billing: string }).billing).toBe('disabled')
+    expect((await call('GET', '/v1/account/usage')).status).toBe(404)
+    expect((await call('GET', '/v1/account/ledger')).status).toBe(404)
+    // billing on: a credit, an upload and a download to report
+    await billed.atlas.billing?.credit(billed.account.id, parseBtt('100'), 'openapi')
+    await callOn(billed, 'PUT', '/v1/buckets/spec-billed', { headers: json, body: '{"public":true}' })
+    await callOn(billed, 'PUT', '/v1/buckets/spec-billed/objects/o', { body: randomBytes(10_000) })
+    await callOn(billed, 'GET', '/v1/buckets/spec-billed/objects/o?lane=slow')
+    expect((await (await callOn(billed, 'GET', '/v1/pricing', { auth: false })).json() as { enabled: boolean }).enabled).toBe(true)
+    expect((await (await callOn(billed, 'GET', '/v1/account')).json() as { billing: string }).billing).toBe('enabled')
+    await callOn(billed, 'GET', '/v1/account', { auth: false })
+    await callOn(billed, 'GET', '/v1/account/usage')
+    await callOn(billed, 'GET', '/v1/account/usage?from=2026-01-01&to=2026-02-01&bucket=spec-billed')
+    await callOn(billed, 'GET', '/v1/account/usage?from=2026-02-30')
+    await callOn(billed, 'GET', '/v1/account/ledger?limit=2')
+    await callOn(billed, 'GET', '/v1/account/ledger?limit=0')
     await call('DELETE', '/v1/buckets/spec-bucket')
     await call('DELETE', '/v1/buckets/spec-bucket/objects/a/b.bin')
     await call('DELETE', '/v1/buckets/spec-bucket/objects/f.txt')
