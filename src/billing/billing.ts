@@ -207,14 +207,26 @@ export class Billing {
     // request ids are unique within one process only (several replicas share the ledger, and a
     // restarted process counts again): the instance id makes the keys unique across them
     const requestKey = `${this.#owner}:${input.requestId}`
+    const delivery = await this.#reserveEgress(input, cause, requestKey)
     if (this.pricing.requestFee > 0n) {
-      await this.ledger.post({
-        idempotencyKey: `request:${requestKey}`,
-        kind: 'request',
-        cause,
-        postings: [{ account: LedgerAccounts.available(input.payer), amount: -this.pricing.requestFee }, { account: LedgerAccounts.revenue.requests, amount: this.pricing.requestFee }]
-      })
+      // after the egress reservation, so that a request refused for lack of funds pays nothing
+      try {
+        await this.ledger.post({
+          idempotencyKey: `request:${requestKey}`,
+          kind: 'request',
+          cause,
+          postings: [{ account: LedgerAccounts.available(input.payer), amount: -this.pricing.requestFee }, { account: LedgerAccounts.revenue.requests, amount: this.pricing.requestFee }]
+        })
+      } catch (err) {
+        // nothing was sent: ending the delivery now releases its reservation in full
+        await delivery.end()
+        throw err
+      }
     }
+    return delivery
+  }
+
+  async #reserveEgress (input: DeliveryInput, cause: Cause, requestKey: string): Promise<Delivery> {
     const amount = this.pricing.egressCost(BigInt(input.bytes), input.lane)
     if (amount === 0n) return input.lane === 'fast' ? FREE_DELIVERY : { ...FREE_DELIVERY, lane: input.lane }
     if (input.bytes <= POOL_RESPONSE_MAX_BYTES) {
