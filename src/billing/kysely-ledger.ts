@@ -52,13 +52,6 @@ export interface KyselyLedgerInit {
 
 type Trx = Transaction<Database>
 
-interface PreparedTransaction {
-  id: string
-  input: TransactionInput
-  hash: string
-  reverses?: string
-}
-
 export class KyselyLedger implements Ledger {
   readonly #db: Kysely<Database>
   readonly #pg: boolean

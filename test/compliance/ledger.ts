@@ -21,7 +21,7 @@ export interface LedgerTestOptions {
   setup: () => Promise<LedgerFixture>
 }
 
-const { available, held } = LedgerAccounts
+const { available } = LedgerAccounts
 const ADMIN = LedgerAccounts.funding.admin
 const EGRESS = LedgerAccounts.revenue.egress
 

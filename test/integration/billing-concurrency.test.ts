@@ -22,7 +22,7 @@ import { loadConfig } from '../../src/config.ts'
 import { createMetadataStore, KyselyMetadataStore } from '../../src/metadata/index.ts'
 import type { Database } from '../../src/metadata/schema.ts'
 import { startTestAtlas, type TestAtlas } from '../fixtures/atlas.ts'
-import { startPostgres, type PostgresCluster } from '../fixtures/postgres.ts'
+import { postgresForFile } from '../fixtures/postgres-suite.ts'
 import { signedFetch } from '../fixtures/s3.ts'
 import { startServerProcess, type ServerProcess } from '../fixtures/server-process.ts'
 
@@ -52,17 +52,8 @@ const BILLING = { enabled: true, storagePerGiBMonth: { ipfs: '0', bittorrent: '0
 
 const quietLogger = { info () {}, warn () {}, error () {} }
 
-// PostgreSQL: fails on CI with the reason when it cannot be started, skipped elsewhere (as the
-// ledger compliance suite does)
-const onCi = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false'
-let cluster: PostgresCluster | undefined
-let unavailable: string | undefined
-try {
-  cluster = await startPostgres()
-} catch (err) {
-  unavailable = (err as Error).message
-}
-afterAll(async () => { await cluster?.stop() })
+// PostgreSQL: fails on CI with the reason when it cannot be started, skipped elsewhere
+const postgres = await postgresForFile('the two-process billing test')
 
 /** A server to send GETs to: its URL and the account's credentials there. */
 interface Target {
@@ -218,19 +209,10 @@ describe('billing: concurrent downloads cannot overdraw', () => {
         for (const dir of dirs) await rm(dir, { recursive: true, force: true })
       })
 
-      if (unavailable !== undefined) {
-        if (onCi) {
-          it('has a PostgreSQL to run against', () => {
-            throw new Error(`PostgreSQL is required on CI but could not be started: ${unavailable}`)
-          })
-        } else {
-          console.warn(`Skipping the two-process PostgreSQL billing test: ${unavailable}`)
-        }
-        return
-      }
+      if (postgres.unavailable !== undefined) return
 
       it('200 GETs spread over both processes, funded for 100', async () => {
-        const databaseUrl = await createDatabase()
+        const databaseUrl = await postgres.createDatabase()
         // one key for both processes: it seals the access keys' secrets, which both need for SigV4
         const secretKey = randomBytes(32)
         const store = await createMetadataStore({ url: databaseUrl, dataDir: await tempDir(dirs), secretKey })
@@ -286,25 +268,6 @@ describe('billing: concurrent downloads cannot overdraw', () => {
     })
   })
 })
-
-let databases = 0
-
-/** A fresh database in the cluster, for one test. */
-async function createDatabase (): Promise<string> {
-  if (cluster === undefined) throw new Error('no cluster')
-  const name = `atlas_billing_${process.pid}_${++databases}`
-  const pg = (await import('pg')).default
-  const admin = new pg.Client({ connectionString: cluster.url })
-  await admin.connect()
-  try {
-    await admin.query(`create database ${name}`)
-  } finally {
-    await admin.end()
-  }
-  const url = new URL(cluster.url)
-  url.pathname = `/${name}`
-  return url.toString()
-}
 
 async function tempDir (dirs: string[]): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'atlas-billing-'))
