@@ -33,6 +33,13 @@ Commands:
                                         delivery lane of its requests that name none
   keys list --account ID [--json]       list an account's access keys
   keys revoke ACCESS_KEY_ID             revoke an access key
+  chain status [--json]                 the TRON chain in use: node, token, deposit address, heads,
+                                        deposit scan cursor, hot wallet balance
+  dev wallet [--amount N] [--json]      development mode: a new wallet on the running server's dev
+                                        chain, funded with N BTT (default 1000); prints its key
+  dev deposit --key K --amount N [--json]
+                                        development mode: send N BTT from key K's wallet to the
+                                        deposit address (a real tronweb TRC-20 transfer)
 
 Options:
   --config FILE   JSON config file (ATLAS_* environment variables override it)
@@ -60,6 +67,8 @@ export async function runCli (argv: string[], out: Out = (l) => { process.stdout
       account: { type: 'string' },
       reason: { type: 'string' },
       lane: { type: 'string' },
+      key: { type: 'string' },
+      amount: { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false }
     }
@@ -171,6 +180,54 @@ export async function runCli (argv: string[], out: Out = (l) => { process.stdout
         if (id === undefined) throw new UsageError('keys revoke needs ACCESS_KEY_ID')
         if (!await metadata.revokeAccessKey(id)) throw new AtlasError('NoSuchAccessKey', `No active access key ${id}`)
         out(values.json === true ? JSON.stringify({ accessKeyId: id, revoked: true }) : `revoked ${id}`)
+        return 0
+      }
+      case 'chain status': {
+        if (!(metadata instanceof KyselyMetadataStore)) throw new AtlasError('InternalError', 'The chain needs the SQL metadata store')
+        const { chainStatus } = await import('./billing/chain/dev-tools.ts')
+        const status = await chainStatus(config, metadata.db)
+        if (values.json === true) {
+          out(JSON.stringify({ ...status, ...(status.hotWalletBalance === undefined ? {} : { hotWalletBalance: amountJson(status.hotWalletBalance) }), openWithdrawalsAmount: amountJson(status.openWithdrawalsAmount) }))
+        } else {
+          out(`mode             ${status.mode}${status.mode === 'dev' ? ' (in-memory TRON stand-in inside atlas serve)' : ''}`)
+          out(`full host        ${status.fullHost ?? '-'}`)
+          out(`token contract   ${status.tokenContract}`)
+          out(`deposit address  ${status.depositAddress}`)
+          if (status.head !== undefined) out(`head             ${status.head} (solidified ${String(status.solidifiedHead)})`)
+          out(`scan cursor      ${status.cursor === undefined ? 'not started' : `next block ${status.cursor}${status.behind === undefined ? '' : `, ${status.behind} solidified blocks behind`}`}`)
+          if (status.hotWalletBalance !== undefined) out(`hot wallet       ${formatBtt(status.hotWalletBalance)} BTT`)
+          out(`unattributed     ${status.unattributedDeposits} deposits from unlinked senders`)
+          out(`withdrawals      ${status.openWithdrawals} open (${formatBtt(status.openWithdrawalsAmount)} BTT)`)
+          if (status.error !== undefined) out(`error            ${status.error}`)
+        }
+        return status.error === undefined ? 0 : 1
+      }
+      case 'dev wallet': {
+        const { createDevWallet } = await import('./billing/chain/dev-tools.ts')
+        const amount = parseBtt(values.amount ?? '1000')
+        if (amount === 0n) throw new AtlasError('InvalidAmount', 'A dev wallet is funded with more than 0 BTT')
+        const wallet = await createDevWallet(config, amount)
+        if (values.json === true) out(JSON.stringify({ address: wallet.address, privateKey: wallet.privateKey, funded: amountJson(wallet.funded), txId: wallet.txId }))
+        else {
+          out(`address     ${wallet.address}`)
+          out(`privateKey  ${wallet.privateKey}`)
+          out(`funded      ${formatBtt(wallet.funded)} BTT (transaction ${wallet.txId}, spendable from the next block)`)
+          out('A development key: it holds dev-chain BTT only, and the dev chain starts over when the server restarts.')
+        }
+        return 0
+      }
+      case 'dev deposit': {
+        if (values.key === undefined || values.amount === undefined) throw new UsageError('dev deposit needs --key K (a private key, as dev wallet prints it) and --amount N (BTT)')
+        const { devDeposit } = await import('./billing/chain/dev-tools.ts')
+        const amount = parseBtt(values.amount)
+        if (amount === 0n) throw new AtlasError('InvalidAmount', 'A deposit must be more than 0 BTT')
+        const sent = await devDeposit(config, values.key, amount)
+        if (values.json === true) out(JSON.stringify({ txId: sent.txId, from: sent.from, to: sent.to, amount: amountJson(sent.amount) }))
+        else {
+          out(`sent        ${formatBtt(sent.amount)} BTT from ${sent.from} to ${sent.to}`)
+          out(`transaction ${sent.txId}`)
+          out('Credited to the account that linked the sending wallet once its block is solidified (GET /v1/account/deposits).')
+        }
         return 0
       }
       default:

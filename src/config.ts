@@ -34,6 +34,60 @@ const btt = z.union([z.string(), z.number()]).transform((value, ctx) => {
   }
 })
 
+/** A base58check TRON address's shape (`T…`, 34 characters); the checksum is checked where it is used */
+const tronAddress = z.string().regex(/^T[1-9A-HJ-NP-Za-km-z]{33}$/, 'must be a base58 TRON address (T…)')
+
+/** The BTT TRC-20 contract on TRON mainnet (18 decimals) */
+export const MAINNET_BTT_CONTRACT = 'TAFjULxiVgT4qWk6UZwjqwZXTSaGaqnVp4'
+
+const chainSchema = z.object({
+  /**
+   * `dev`: a TRON stand-in (src/billing/chain/dev-node.ts) runs inside `atlas serve`, in memory
+   * (its chain starts over at every start); `tron`: a real TRON full node at `fullHost`.
+   * @default dev
+   */
+  mode: z.enum(['dev', 'tron']).default('dev'),
+  /** The node's HTTP API (TronGrid, a java-tron node, Nile's). Required in tron mode; unused in dev mode */
+  fullHost: z.url().optional(),
+  /** A TronGrid API key, sent as TRON-PRO-API-KEY (never logged) */
+  apiKey: z.string().min(1).optional(),
+  /** The token contract (base58). @default mainnet BTT in tron mode, the dev node's BTT in dev mode */
+  tokenContract: tronAddress.optional(),
+  /**
+   * A file holding the hot wallet's private key (64 hex digits): its address is the deposit
+   * address, and it signs withdrawals. Required in tron mode; in dev mode
+   * `<dataDir>/dev-hot-wallet.key`, created when absent.
+   */
+  keyFile: z.string().min(1).optional(),
+  /** Seconds between two deposit scans (and two rounds of the withdrawal loop). @default 3 (one TRON block) */
+  scanIntervalSeconds: z.coerce.number().positive().default(3),
+  /** Most solidified blocks one scan step reads. @default 100 */
+  scanBatchBlocks: z.coerce.number().int().min(1).max(10_000).default(100),
+  /** The first block scanned for deposits on a database that never scanned. @default the solidified head at the first start */
+  startBlock: z.coerce.number().int().min(0).optional(),
+  withdrawals: z.object({
+    /** Smallest withdrawal, in BTT. @default 1 */
+    min: btt.default(UNITS_PER_BTT),
+    /** Largest single withdrawal, in BTT. @default 1000000 */
+    max: btt.default(1_000_000n * UNITS_PER_BTT),
+    /** Most one account withdraws in any 24 hours, in BTT. @default 10000000 */
+    maxPerDay: btt.default(10_000_000n * UNITS_PER_BTT)
+  }).prefault({}),
+  /** The in-process TRON stand-in of dev mode */
+  dev: z.object({
+    /** Its HTTP port on 127.0.0.1; 0 picks a free one (written to `<dataDir>/dev-node.json`). @default 0 */
+    port: port.default(0),
+    /** A block every this many ms. @default 3000 (TRON's slot) */
+    blockIntervalMs: z.coerce.number().int().positive().default(3000),
+    /** Blocks the solidified head trails the head. @default 19 (mainnet: about a minute) */
+    solidityLag: z.coerce.number().int().min(0).default(19)
+  }).prefault({})
+}).superRefine((chain, ctx) => {
+  if (chain.mode !== 'tron') return
+  if (chain.fullHost === undefined) ctx.addIssue({ code: 'custom', path: ['fullHost'], message: 'is required when the chain mode is tron' })
+  if (chain.keyFile === undefined) ctx.addIssue({ code: 'custom', path: ['keyFile'], message: 'is required when the chain mode is tron (the hot wallet key)' })
+})
+
 export const ConfigSchema = z.object({
   /** Address the HTTP server binds. @default 127.0.0.1 */
   host: z.string().min(1).default('127.0.0.1'),
@@ -140,7 +194,9 @@ export const ConfigSchema = z.object({
     uploadRunwayDays: z.coerce.number().min(0).default(7),
     /** Days an account that ran dry keeps its data before unpaid content is unpinned. @default 14 */
     graceDays: z.coerce.number().min(0).default(14)
-  }).prefault({})
+  }).prefault({}),
+  /** BTT on TRON: deposits, wallet links, withdrawals. Runs when billing is on. */
+  chain: chainSchema.prefault({})
 })
 
 export type AtlasConfig = z.output<typeof ConfigSchema>
@@ -186,7 +242,21 @@ export const ENV_MAP: Record<string, string[]> = {
   ATLAS_LANE_MEDIUM_BPS: ['billing', 'lanes', 'medium'],
   ATLAS_DEFAULT_LANE: ['billing', 'defaultLane'],
   ATLAS_BILLING_RUNWAY_DAYS: ['billing', 'uploadRunwayDays'],
-  ATLAS_BILLING_GRACE_DAYS: ['billing', 'graceDays']
+  ATLAS_BILLING_GRACE_DAYS: ['billing', 'graceDays'],
+  ATLAS_CHAIN: ['chain', 'mode'],
+  ATLAS_TRON_FULL_HOST: ['chain', 'fullHost'],
+  ATLAS_TRON_API_KEY: ['chain', 'apiKey'],
+  ATLAS_BTT_CONTRACT: ['chain', 'tokenContract'],
+  ATLAS_TRON_KEY_FILE: ['chain', 'keyFile'],
+  ATLAS_CHAIN_SCAN_INTERVAL_SECONDS: ['chain', 'scanIntervalSeconds'],
+  ATLAS_CHAIN_SCAN_BATCH_BLOCKS: ['chain', 'scanBatchBlocks'],
+  ATLAS_CHAIN_START_BLOCK: ['chain', 'startBlock'],
+  ATLAS_WITHDRAWAL_MIN: ['chain', 'withdrawals', 'min'],
+  ATLAS_WITHDRAWAL_MAX: ['chain', 'withdrawals', 'max'],
+  ATLAS_WITHDRAWAL_MAX_PER_DAY: ['chain', 'withdrawals', 'maxPerDay'],
+  ATLAS_DEV_CHAIN_PORT: ['chain', 'dev', 'port'],
+  ATLAS_DEV_CHAIN_BLOCK_MS: ['chain', 'dev', 'blockIntervalMs'],
+  ATLAS_DEV_CHAIN_SOLIDITY_LAG: ['chain', 'dev', 'solidityLag']
 }
 
 export class ConfigError extends Error {

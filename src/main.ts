@@ -10,6 +10,7 @@ import { BitTorrentBackend } from './backends/bittorrent/bittorrent-backend.ts'
 import { BuiltInTracker } from './backends/bittorrent/tracker.ts'
 import { IpfsBackend } from './backends/ipfs/ipfs-backend.ts'
 import { Billing, loadOrCreateInstanceId } from './billing/billing.ts'
+import { createChainServices, type ChainServices } from './billing/chain/setup.ts'
 import { KyselyLedger } from './billing/kysely-ledger.ts'
 import { publicUrl, type AtlasConfig } from './config.ts'
 import { buildServer } from './gateway/server.ts'
@@ -28,6 +29,8 @@ export interface Atlas {
   multipart: MultipartUploads
   /** Metering and charging; undefined when billing is off */
   billing: Billing | undefined
+  /** BTT on TRON: wallet links, deposits, withdrawals; runs when billing is on */
+  chain: ChainServices | undefined
   ipfs: IpfsBackend
   bittorrent: BitTorrentBackend | undefined
   /** The built-in BitTorrent tracker (`/announce`, `/scrape`), when the backend and it are on */
@@ -47,13 +50,35 @@ export interface StartOptions {
 export function createLogger (config: AtlasConfig): PinoLogger {
   return pino({
     level: config.logLevel,
-    redact: { paths: ['req.headers.authorization', 'headers.authorization', '*.secretAccessKey', '*.token'], censor: '[redacted]' }
+    redact: { paths: ['req.headers.authorization', 'headers.authorization', '*.secretAccessKey', '*.token', '*.apiKey', '*.privateKey'], censor: '[redacted]' }
   })
 }
 
 export async function startAtlas (config: AtlasConfig, options: StartOptions = {}): Promise<Atlas> {
   const logger = options.logger ?? createLogger(config)
   const metadata = await openMetadata(config, logger)
+  // billing's ledger, and the chain that funds it (in dev mode a TRON stand-in in this process)
+  let ledger: KyselyLedger | undefined
+  let chain: ChainServices | undefined
+  let billing: Billing | undefined
+  if (config.billing.enabled) {
+    if (!(metadata instanceof KyselyMetadataStore)) throw new Error('Billing needs the SQL metadata store')
+    ledger = new KyselyLedger({ db: metadata.db, dialect: metadata.dialect })
+    try {
+      chain = await createChainServices({
+        config,
+        db: metadata.db,
+        dialect: metadata.dialect,
+        ledger,
+        // a deposit pays what a dry account owes and brings it back
+        onCredited: async (accountId) => { await billing?.settleOwed(accountId) },
+        logger: logger.child({ component: 'chain' })
+      })
+    } catch (err) {
+      await metadata.close()
+      throw err
+    }
+  }
   const ipfs = new IpfsBackend({
     dataDir: join(config.dataDir, 'ipfs'),
     listen: config.ipfs.listen,
@@ -94,11 +119,11 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
     }
   } catch (err) {
     for (const backend of started) await backend.stop().catch(() => {})
+    await chain?.stop()
     await metadata.close()
     throw err
   }
   const staging = new StagingArea(join(config.dataDir, 'staging'))
-  let billing: Billing | undefined
   const objects = new ObjectStore({
     metadata,
     backends: started,
@@ -108,10 +133,9 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
     // storage is paid by the bucket's owner, who needs the runway for it
     admitUpload: async (bucket, size) => { await billing?.assertCanUpload(bucket.ownerId, size ?? 0, bucket.backends) }
   })
-  if (config.billing.enabled) {
-    if (!(metadata instanceof KyselyMetadataStore)) throw new Error('Billing needs the SQL metadata store')
+  if (ledger !== undefined && metadata instanceof KyselyMetadataStore) {
     billing = new Billing({
-      ledger: new KyselyLedger({ db: metadata.db, dialect: metadata.dialect }),
+      ledger,
       db: metadata.db,
       config: config.billing,
       owner: await loadOrCreateInstanceId(config.dataDir),
@@ -143,10 +167,11 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
       logger: logger.child({ component: 'tracker' })
     })
     : undefined
-  const server = await buildServer({ config, metadata, objects, multipart, torrents: bittorrent, tracker, ipfs, billing, readiness }, { logger })
+  const server = await buildServer({ config, metadata, objects, multipart, torrents: bittorrent, tracker, ipfs, billing, chain, readiness }, { logger })
   objects.start()
   await multipart.start()
   await billing?.start()
+  chain?.start()
 
   let url = ''
   if (options.listen !== false) {
@@ -168,6 +193,7 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
       await server.close()
       await tracker?.close()
       multipart.stop()
+      await chain?.stop()
       await billing?.stop()
       await objects.stop()
       await ipfs.stop()
@@ -176,5 +202,5 @@ export async function startAtlas (config: AtlasConfig, options: StartOptions = {
     })()
     await stopping
   }
-  return { config, server, metadata, objects, multipart, ipfs, bittorrent, tracker, billing, url, logger, stop }
+  return { config, server, metadata, objects, multipart, ipfs, bittorrent, tracker, billing, chain, url, logger, stop }
 }

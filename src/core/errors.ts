@@ -79,7 +79,9 @@ export const ERROR_TABLE = {
   InvalidAmount: { status: 400, s3: 'InvalidArgument', title: 'Invalid amount' },
   InsufficientFunds: { status: 402, s3: 'AccountProblem', title: 'Insufficient funds', s3Status: 403 },
   AccountSuspended: { status: 402, s3: 'AccountProblem', title: 'Account suspended', s3Status: 403 },
-  IdempotencyConflict: { status: 409, s3: 'OperationAborted', title: 'Idempotency key reused with other inputs' }
+  IdempotencyConflict: { status: 409, s3: 'OperationAborted', title: 'Idempotency key reused with other inputs' },
+  // chain: a wallet-link signature that does not prove control of the address
+  InvalidSignature: { status: 400, s3: 'InvalidArgument', title: 'Invalid signature' }
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERROR_TABLE

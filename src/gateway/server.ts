@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Billing } from '../billing/billing.ts'
+import type { ChainServices } from '../billing/chain/setup.ts'
 import type { AtlasConfig } from '../config.ts'
 import { AtlasError, isAbortError } from '../core/errors.ts'
 import type { MetadataStore } from '../metadata/store.ts'
@@ -22,6 +23,7 @@ import { bucketRoutes } from './rest/buckets.ts'
 import { contentRoutes } from './rest/content.ts'
 import { objectRoutes } from './rest/objects.ts'
 import { renderProblem } from './rest/render-problem.ts'
+import { walletRoutes } from './rest/wallets.ts'
 import { S3_HANDLERS } from './s3/handlers/index.ts'
 import { renderS3Error } from './s3/render-error.ts'
 import { isReservedPath, s3Routes } from './s3/router.ts'
@@ -30,6 +32,8 @@ export interface GatewayDeps {
   config: AtlasConfig
   /** Metering and charging, when billing is on */
   billing?: Billing
+  /** BTT on TRON (wallet links, deposits, withdrawals), when billing is on */
+  chain?: ChainServices
   metadata: MetadataStore
   objects: ObjectStore
   multipart: MultipartUploads
@@ -138,6 +142,7 @@ export async function buildServer (deps: GatewayDeps, options: BuildServerOption
   await objectRoutes(app, deps)
   await contentRoutes(app, deps)
   await accountRoutes(app, deps)
+  await walletRoutes(app, deps)
   await btRoutes(app, deps)
   await ipfsRoutes(app, deps)
   await trackerRoutes(app, deps)

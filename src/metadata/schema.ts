@@ -210,6 +210,64 @@ export interface BillingStatusEventsTable {
   at_ms: Int64
 }
 
+/** A deposit scan's position (migration 0004). */
+export interface ChainCursorsTable {
+  name: string
+  genesis_id: ColumnType<string, string, string>
+  next_block: ColumnType<number | bigint | string, number, number>
+  updated_ms: ColumnType<number | bigint | string, number, number>
+}
+
+/** A TRON address linked to an account (migration 0004). */
+export interface ChainWalletsTable {
+  address: string
+  account_id: string
+  linked_ms: Int64
+}
+
+/** A wallet-link challenge, single use (migration 0004). */
+export interface ChainChallengesTable {
+  nonce: string
+  account_id: string
+  created_ms: Int64
+  expires_ms: Int64
+}
+
+/** A token transfer to the deposit address (migration 0004). */
+export interface ChainDepositsTable {
+  tx_id: string
+  log_index: number
+  block_number: Int64
+  token_contract: string
+  from_address: string
+  to_address: string
+  amount: Money
+  account_id: ColumnType<string | null, string | null, string | null>
+  state: ColumnType<string, string, string>
+  transaction_id: ColumnType<string | null, string | null, string | null>
+  recorded_ms: Int64
+  credited_ms: ColumnType<number | bigint | string | null, number | null, number | null>
+}
+
+/** A withdrawal to a linked wallet (migration 0004). */
+export interface ChainWithdrawalsTable {
+  id: string
+  account_id: string
+  to_address: string
+  amount: Money
+  state: ColumnType<string, string, string>
+  hold_id: ColumnType<string | null, string | null, string | null>
+  tx_id: ColumnType<string | null, string | null, string | null>
+  signed_tx: ColumnType<string | null, string | null, string | null>
+  expiration_ms: ColumnType<number | bigint | string | null, number | null, number | null>
+  block_number: ColumnType<number | bigint | string | null, number | null, number | null>
+  result: ColumnType<string | null, string | null, string | null>
+  error: ColumnType<string | null, string | null, string | null>
+  broadcasts: ColumnType<number, number | undefined, number>
+  created_ms: Int64
+  updated_ms: ColumnType<number | bigint | string, number, number>
+}
+
 /** Every table of the metadata database, keyed by table name. */
 export interface Database {
   accounts: AccountsTable
@@ -227,6 +285,11 @@ export interface Database {
   storage_intervals: StorageIntervalsTable
   storage_periods: StoragePeriodsTable
   billing_status_events: BillingStatusEventsTable
+  chain_cursors: ChainCursorsTable
+  chain_wallets: ChainWalletsTable
+  chain_challenges: ChainChallengesTable
+  chain_deposits: ChainDepositsTable
+  chain_withdrawals: ChainWithdrawalsTable
 }
 
 /** The SQL dialects the store runs on. */

@@ -288,7 +288,8 @@ export function chainTests (name: string, options: ChainTestOptions): void {
       expect(chain.isAddress(chain.tokenContract)).toBe(true)
       const good = chain.depositAddress
       const flipped = good.slice(0, -1) + (good.endsWith('1') ? '2' : '1')
-      for (const bad of ['', 'T', flipped, good.slice(1), `${good}1`, TronWeb.address.toHex(good), '0x' + TronWeb.address.toHex(good).slice(2)]) {
+      // characters outside the base58 alphabet (0, O, I, l) included: false, never a throw
+      for (const bad of ['', 'T', flipped, good.slice(1), `${good}1`, TronWeb.address.toHex(good), '0x' + TronWeb.address.toHex(good).slice(2), `${good.slice(0, -1)}l`, `${good.slice(0, -1)}0`, good.toLowerCase()]) {
         expect(chain.isAddress(bad)).toBe(false)
       }
       const codeOf = async (p: Promise<unknown>): Promise<string | undefined> => ((await rejection(p)) as AtlasError).code

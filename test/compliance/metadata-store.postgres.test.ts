@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto'
 import { Kysely, sql } from 'kysely'
 import pg from 'pg'
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createMetadataStore } from '../../src/metadata/index.ts'
 import { KyselyMetadataStore } from '../../src/metadata/kysely-store.ts'
 import { migrateTo, MIGRATION_TABLE, MIGRATIONS } from '../../src/metadata/migrations/index.ts'
@@ -16,52 +16,12 @@ import { createPostgresDialect, createPostgresPool } from '../../src/metadata/po
 import type { Database } from '../../src/metadata/schema.ts'
 import { SecretBox } from '../../src/metadata/secret-box.ts'
 import type { Part, PutPartInput } from '../../src/metadata/store.ts'
-import { startPostgres } from '../fixtures/postgres.ts'
-import type { PostgresCluster } from '../fixtures/postgres.ts'
+import { postgresForFile } from '../fixtures/postgres-suite.ts'
 import { metadataStoreTests, putInput, testContent } from './metadata-store.ts'
 
-const onCi = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false'
-
-// Started while the file is collected, so that skipping can be decided per suite
-let cluster: PostgresCluster | undefined
-let unavailable: string | undefined
-try {
-  cluster = await startPostgres()
-} catch (err) {
-  unavailable = (err as Error).message
-}
-
-afterAll(async () => {
-  await cluster?.stop()
-})
-
-let databases = 0
+const postgres = await postgresForFile('the metadata store suite')
+const { createDatabase } = postgres
 let shared: string | undefined
-
-function databaseUrl (name: string): string {
-  if (cluster === undefined) throw new Error('no cluster')
-  const url = new URL(cluster.url)
-  url.pathname = `/${name}`
-  return url.toString()
-}
-
-async function admin<T> (url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    return await fn(client)
-  } finally {
-    await client.end()
-  }
-}
-
-/** A new, empty database in the cluster; returns its URL. */
-async function createDatabase (): Promise<string> {
-  if (cluster === undefined) throw new Error('no cluster')
-  const name = `atlas_test_${process.pid}_${++databases}`
-  await admin(cluster.url, async client => await client.query(`create database ${name}`))
-  return databaseUrl(name)
-}
 
 /**
  * One migrated database for the shared suite, emptied before each test: truncating its tables
@@ -75,7 +35,7 @@ async function emptiedSharedDatabase (): Promise<string> {
     await store.migrate()
     await store.close()
   }
-  await admin(shared, async client => await client.query('truncate billing_status_events, storage_periods, storage_intervals, ledger_holds, ledger_postings, ledger_transactions, ledger_accounts, multipart_parts, multipart_uploads, objects, content_locations, contents, buckets, access_keys, accounts'))
+  await postgres.admin(async client => await client.query('truncate chain_withdrawals, chain_deposits, chain_challenges, chain_wallets, chain_cursors, billing_status_events, storage_periods, storage_intervals, ledger_holds, ledger_postings, ledger_transactions, ledger_accounts, multipart_parts, multipart_uploads, objects, content_locations, contents, buckets, access_keys, accounts'), shared)
   return shared
 }
 
@@ -84,19 +44,7 @@ function rawStore (url: string, secretKey: Uint8Array, logger?: { warn(...args: 
   return new KyselyMetadataStore({ db, dialect: 'postgres', secretBox: new SecretBox(secretKey), logger })
 }
 
-if (unavailable !== undefined) {
-  if (onCi) {
-    describe('MetadataStore compliance: postgres', () => {
-      it('has a PostgreSQL to run against', () => {
-        throw new Error(`PostgreSQL is required on CI but could not be started: ${unavailable}`)
-      })
-    })
-  } else {
-    console.warn(`Skipping the PostgreSQL metadata store suite: ${unavailable}`)
-  }
-}
-
-const suite = unavailable === undefined ? describe : describe.skip
+const suite = postgres.unavailable === undefined ? describe : describe.skip
 
 suite('postgres', () => {
   metadataStoreTests('postgres', {
@@ -308,14 +256,13 @@ suite('postgres', () => {
     })
 
     it('lists bytewise in a database whose default collation is linguistic', async ctx => {
-      if (cluster === undefined) throw new Error('no cluster')
-      const name = `atlas_icu_${process.pid}_${++databases}`
+      let url = ''
       try {
-        await admin(cluster.url, async client => await client.query(`create database ${name} template template0 encoding 'UTF8' locale_provider icu icu_locale 'en-US' locale 'C'`))
+        url = await createDatabase({ createSql: "template template0 encoding 'UTF8' locale_provider icu icu_locale 'en-US' locale 'C'" })
       } catch (err) {
         ctx.skip(`this PostgreSQL cannot create an ICU database: ${(err as Error).message}`)
       }
-      const store = rawStore(databaseUrl(name), key)
+      const store = rawStore(url, key)
       try {
         // The database itself sorts linguistically: 'a' before 'B'
         const { rows } = await sql<{ k: string }>`select k from (values ('B'), ('a')) as t(k) order by k`.execute(store.db)

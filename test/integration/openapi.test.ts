@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { TronWeb, Trx } from 'tronweb'
 import { parseBtt } from '../../src/billing/amount.ts'
 import { startTestAtlas, type TestAtlas } from '../fixtures/atlas.ts'
 import { checkResponse, documentedRoutes, toOpenApiPath, type Checked } from '../fixtures/openapi.ts'
@@ -125,6 +126,24 @@ describe('openapi.yaml and the server agree', () => {
     await callOn(billed, 'GET', '/v1/account/usage?from=2026-02-30')
     await callOn(billed, 'GET', '/v1/account/ledger?limit=2')
     await callOn(billed, 'GET', '/v1/account/ledger?limit=0')
+    // the chain routes: 404 with billing off; with billing on (the built-in dev chain) a wallet
+    // linked by a tronweb signature, and withdrawals refused as documented
+    for (const path of ['/v1/account/wallets/challenge', '/v1/account/wallets', '/v1/account/deposits', '/v1/account/withdrawals']) expect((await call('GET', path)).status).toBe(404)
+    const challenge = await (await callOn(billed, 'GET', '/v1/account/wallets/challenge')).json() as { message: string }
+    const user = TronWeb.createRandom()
+    const linkBody = JSON.stringify({ address: user.address, signature: Trx.signMessageV2(challenge.message, user.privateKey.slice(2)) })
+    expect((await callOn(billed, 'POST', '/v1/account/wallets', { headers: json, body: linkBody })).status).toBe(201)
+    expect((await callOn(billed, 'POST', '/v1/account/wallets', { headers: json, body: linkBody })).status).toBe(400)
+    expect((await callOn(billed, 'GET', '/v1/account/wallets')).status).toBe(200)
+    expect((await callOn(billed, 'GET', '/v1/account/deposits')).status).toBe(200)
+    expect((await callOn(billed, 'GET', '/v1/account/deposits?limit=0')).status).toBe(400)
+    const withdraw = async (address: string, amount: string): Promise<number> => (await callOn(billed, 'POST', '/v1/account/withdrawals', { headers: json, body: JSON.stringify({ address, amount }) })).status
+    expect(await withdraw(user.address, '1000000')).toBe(402)
+    expect(await withdraw(TronWeb.createRandom().address, '1')).toBe(409)
+    expect(await withdraw(user.address, '-1')).toBe(400)
+    // the dev chain's hot wallet holds nothing yet: it cannot pay
+    expect(await withdraw(user.address, '1')).toBe(503)
+    expect((await callOn(billed, 'GET', '/v1/account/withdrawals')).status).toBe(200)
     await call('DELETE', '/v1/buckets/spec-bucket')
     await call('DELETE', '/v1/buckets/spec-bucket/objects/a/b.bin')
     await call('DELETE', '/v1/buckets/spec-bucket/objects/f.txt')

@@ -55,4 +55,28 @@ describe('configuration', () => {
     expect(() => loadConfig({ env: { ATLAS_DEFAULT_BACKENDS: 'ipfs,floppy' } })).toThrow(/defaultBackends/)
     expect(() => loadConfig({ env: { ATLAS_CONFIG: '/nonexistent/atlas.json' } })).toThrow(/Cannot read config file/)
   })
+
+  it('configures the chain: the dev stand-in by default, a TRON node with its host and key file', () => {
+    const dev = loadConfig({ env: {} }).chain
+    expect(dev).toMatchObject({ mode: 'dev', scanIntervalSeconds: 3, scanBatchBlocks: 100, dev: { port: 0, blockIntervalMs: 3000, solidityLag: 19 } })
+    expect(dev.withdrawals).toEqual({ min: 10n ** 18n, max: 10n ** 24n, maxPerDay: 10n ** 25n })
+    const tron = loadConfig({
+      env: {
+        ATLAS_CHAIN: 'tron',
+        ATLAS_TRON_FULL_HOST: 'https://nile.trongrid.io',
+        ATLAS_TRON_API_KEY: 'key',
+        ATLAS_BTT_CONTRACT: 'TAFjULxiVgT4qWk6UZwjqwZXTSaGaqnVp4',
+        ATLAS_TRON_KEY_FILE: '/etc/atlas/hot.key',
+        ATLAS_WITHDRAWAL_MAX: '2.5',
+        ATLAS_CHAIN_START_BLOCK: '12345'
+      }
+    }).chain
+    expect(tron).toMatchObject({ mode: 'tron', fullHost: 'https://nile.trongrid.io', apiKey: 'key', tokenContract: 'TAFjULxiVgT4qWk6UZwjqwZXTSaGaqnVp4', keyFile: '/etc/atlas/hot.key', startBlock: 12345 })
+    expect(tron.withdrawals.max).toBe(2_500_000_000_000_000_000n)
+    // tron mode names its node and its key; a contract is a base58 address
+    expect(() => loadConfig({ env: { ATLAS_CHAIN: 'tron' } })).toThrow(/chain\.fullHost \(ATLAS_TRON_FULL_HOST\)[^]*chain\.keyFile \(ATLAS_TRON_KEY_FILE\)/)
+    expect(() => loadConfig({ env: { ATLAS_CHAIN: 'mainnet' } })).toThrow(/chain\.mode \(ATLAS_CHAIN\)/)
+    expect(() => loadConfig({ env: { ATLAS_BTT_CONTRACT: '0x1234' } })).toThrow(/chain\.tokenContract/)
+    expect(() => loadConfig({ env: { ATLAS_WITHDRAWAL_MIN: '-1' } })).toThrow(/chain\.withdrawals\.min/)
+  })
 })

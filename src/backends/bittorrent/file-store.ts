@@ -53,6 +53,9 @@ export class FileChunkStore implements ChunkStore {
   #windows: Window[] = []
   #lastRequest = 0
   #idleTimer: NodeJS.Timeout | undefined
+  /** Reads in flight, and what close() left to do once they are over */
+  #reads = 0
+  #afterReads: (() => void) | undefined
 
   /**
    * @param path the data file
@@ -133,9 +136,12 @@ export class FileChunkStore implements ChunkStore {
         return
       }
       const buffer = Buffer.allocUnsafe(end - start)
+      this.#reads++
       readFully(fd, buffer, start, (readErr) => {
+        this.#reads--
         if (readErr !== null) settle(readErr)
         else settle(null, buffer)
+        if (this.#reads === 0) this.#afterReads?.()
       })
     })
     return window
@@ -182,6 +188,11 @@ export class FileChunkStore implements ChunkStore {
     this.#fd = undefined
     if (fd === undefined) {
       queueMicrotask(() => { cb?.(null) })
+      return
+    }
+    // never close the descriptor under a read: its number could be reused by another open file
+    if (this.#reads > 0) {
+      this.#afterReads = () => { close(fd, err => { cb?.(err) }) }
       return
     }
     close(fd, err => { cb?.(err) })

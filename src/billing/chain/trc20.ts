@@ -40,7 +40,13 @@ const MAX_UINT256 = (1n << 256n) - 1n
 
 /** True for a well-formed base58check TRON address (`T…`, 34 characters, valid checksum). */
 export function isBase58Address (address: unknown): address is string {
-  return typeof address === 'string' && utils.crypto.isAddressValid(address)
+  if (typeof address !== 'string') return false
+  try {
+    return utils.crypto.isAddressValid(address)
+  } catch {
+    // tronweb's base58 decoder throws on characters outside the alphabet (0, O, I, l)
+    return false
+  }
 }
 
 /** Base58check to 42 hex digits (`41…`, lower case). @throws RangeError when malformed */

@@ -42,7 +42,9 @@ export async function accountRoutes (app: FastifyInstance, deps: GatewayDeps): P
   const { billing, config, metadata } = deps
   const pricing = billing?.pricing ?? new Pricing(config.billing)
 
-  app.get('/v1/pricing', async () => ({ enabled: billing !== undefined, ...pricing.toJSON() }))
+  // with the chain running, where to send BTT: a caller learns it before it has an account
+  const chain = deps.chain === undefined ? undefined : { mode: deps.chain.mode, tokenContract: deps.chain.client.tokenContract, depositAddress: deps.chain.client.depositAddress }
+  app.get('/v1/pricing', async () => ({ enabled: billing !== undefined, ...pricing.toJSON(), ...(chain === undefined ? {} : { chain }) }))
 
   app.get('/v1/account', async (request) => {
     const principal = requirePrincipal(request)

@@ -12,6 +12,7 @@ import type { DialectName } from '../schema.ts'
 import * as initial from './0001-initial.ts'
 import * as multipartTagsChecksums from './0002-multipart-tags-checksums.ts'
 import * as billing from './0003-billing.ts'
+import * as chain from './0004-chain.ts'
 
 interface AtlasMigration {
   up(db: Kysely<any>, dialect: DialectName): Promise<void>
@@ -22,7 +23,8 @@ interface AtlasMigration {
 export const MIGRATIONS: Readonly<Record<string, AtlasMigration>> = {
   '0001-initial': initial,
   '0002-multipart-tags-checksums': multipartTagsChecksums,
-  '0003-billing': billing
+  '0003-billing': billing,
+  '0004-chain': chain
 }
 
 /** Kysely's bookkeeping tables, named so that they do not collide with another app's. */

@@ -116,6 +116,18 @@ describe('FileChunkStore', () => {
     await expect(get(store, 0, { offset: BLOCK, length: BLOCK })).rejects.toThrow(/closed/)
   })
 
+  it('closes the file only once the reads in flight are over, and they are answered', async () => {
+    // opens the file; the next request starts a read at once, then the store closes under it
+    await get(store, 0, { offset: 0, length: BLOCK })
+    const inFlight = get(store, 2, { offset: 0, length: BLOCK })
+    let closed = false
+    const closing = new Promise<void>(resolve => { store.close(() => { closed = true; resolve() }) })
+    expect(closed).toBe(false)
+    expect((await inFlight).equals(bytes.subarray(2 * PIECE, 2 * PIECE + BLOCK))).toBe(true)
+    await closing
+    expect(closed).toBe(true)
+  })
+
   it('fails the requests waiting on a read of a file that is shorter than the torrent says', async () => {
     await writeFile(file, bytes.subarray(0, PIECE + 10))
     const waiting = [0, 1, 2].map(async i => await get(store, 1, { offset: i * BLOCK, length: BLOCK }))
