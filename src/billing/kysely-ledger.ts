@@ -183,9 +183,9 @@ export class KyselyLedger implements Ledger {
     })
   }
 
-  async settleHold (id: string, used: bigint, bytes?: number): Promise<Hold> {
+  async settleHold (id: string, used: bigint, bytes?: number, responses?: number): Promise<Hold> {
     if (used < 0n) throw new AtlasError('InvalidAmount', 'A hold cannot be settled for a negative amount')
-    return await this.#finish(id, used, 'settled', bytes)
+    return await this.#finish(id, used, 'settled', bytes, responses)
   }
 
   async voidHold (id: string): Promise<Hold> {
@@ -209,7 +209,7 @@ export class KyselyLedger implements Ledger {
     return total
   }
 
-  async #finish (id: string, used: bigint, status: Exclude<HoldStatus, 'pending'>, bytes: number | undefined): Promise<Hold> {
+  async #finish (id: string, used: bigint, status: Exclude<HoldStatus, 'pending'>, bytes: number | undefined, responses?: number): Promise<Hold> {
     return await this.#run(async trx => {
       const hold = await this.#lockHold(trx, id)
       if (hold.status !== 'pending') return hold
@@ -228,7 +228,7 @@ export class KyselyLedger implements Ledger {
       const finalStatus: HoldStatus = charged > 0n ? 'settled' : status
       const sent = bytes ?? hold.bytes
       await trx.updateTable('ledger_holds')
-        .set({ status: finalStatus, used: charged.toString(), bytes: sent, final_transaction_id: posted.id })
+        .set({ status: finalStatus, used: charged.toString(), bytes: sent, final_transaction_id: posted.id, ...(responses === undefined ? {} : { responses }) })
         .where('id', '=', id).execute()
       return { ...hold, status: finalStatus, used: charged, bytes: sent }
     })

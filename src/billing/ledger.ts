@@ -212,7 +212,7 @@ export interface Ledger {
    * rest to available; `bytes` is what was delivered. Settling a hold that is already final
    * returns it unchanged.
    */
-  settleHold(id: string, used: bigint, bytes?: number): Promise<Hold>
+  settleHold(id: string, used: bigint, bytes?: number, responses?: number): Promise<Hold>
 
   /** Release a pending hold in full (a void). A final hold is returned unchanged. */
   voidHold(id: string): Promise<Hold>

@@ -179,7 +179,7 @@ export class SpendPool {
     if (lease.settled) return
     lease.settled = true
     this.#leases.delete(lease)
-    const work = this.#ledger.settleHold(lease.holdId, lease.used, lease.bytes)
+    const work = this.#ledger.settleHold(lease.holdId, lease.used, lease.bytes, lease.responses)
       .then(() => {}, (err: unknown) => {
         // the lease stays pending and is settled at its checkpoint at the next start
         this.#log.error({ err, hold: lease.holdId, used: lease.used.toString() }, 'billing: could not settle an egress lease')

@@ -19,6 +19,7 @@ import type { Kysely } from 'kysely'
 import type { BackendName } from '../backends/backend.ts'
 import type { Database } from '../metadata/schema.ts'
 import { formatBtt } from './amount.ts'
+import { LedgerAccounts } from './ledger.ts'
 import type { AccountStatus, Billing } from './billing.ts'
 import { LANES, STORAGE_DENOMINATOR, type Lane, type Pricing } from './pricing.ts'
 
@@ -193,8 +194,10 @@ export async function egressUsage (db: Kysely<Database>, customerId: string, ran
   for (;;) {
     const cursor = after
     const rows = await db.selectFrom('ledger_holds')
-      .select(['id', 'lane', 'bytes', 'used', 'created_ms'])
+      .select(['id', 'lane', 'bytes', 'used', 'responses', 'created_ms'])
       .where('customer_id', '=', customerId)
+      // egress only: withdrawals are holds too
+      .where('revenue_account', '=', LedgerAccounts.revenue.egress)
       .where('created_ms', '>=', range.from)
       .where('created_ms', '<', range.to)
       .where('status', 'in', ['settled', 'voided'])
@@ -214,7 +217,7 @@ export async function egressUsage (db: Kysely<Database>, customerId: string, ran
       if (row.lane !== null && (LANES as readonly string[]).includes(row.lane)) lines.push(lanes[row.lane as Lane])
       for (const line of lines) {
         line.bytes += bytes
-        line.responses++
+        line.responses += Number(row.responses)
         line.cost += cost
       }
     }

@@ -174,6 +174,8 @@ export interface LedgerHoldsTable {
   lane: string | null
   bucket: string | null
   bytes: ColumnType<number | bigint | string, number, number>
+  /** Responses the hold paid for (migration 0005): one, or a pooled lease's count */
+  responses: ColumnType<number, number | undefined, number>
   created_ms: Int64
   created_at: Timestamp
 }

@@ -105,6 +105,30 @@ describe('billing: the account API', () => {
     }
   })
 
+  it('counts small responses served from one pooled lease one by one in the usage', async () => {
+    await billing.credit(t.account.id, parseBtt('100'), 'for small downloads')
+    expect((await t.api('/v1/buckets/small', { method: 'PUT' })).status).toBe(201)
+    const body = randomBytes(4096)
+    expect((await t.api('/v1/buckets/small/objects/a.bin', { method: 'PUT', body })).status).toBe(200)
+    const from = new Date().toISOString()
+    for (let i = 0; i < 5; i++) {
+      const got = await t.api('/v1/buckets/small/objects/a.bin')
+      expect(got.status).toBe(200)
+      await got.arrayBuffer()
+    }
+    // leases settle once retired (a fraction of a second) and their responses have ended
+    let usage: Usage | undefined
+    for (let i = 0; i < 400 && (usage?.egress.responses ?? 0) < 5; i++) {
+      if (i > 0) await sleep(10)
+      usage = await json<Usage>(`/v1/account/usage?from=${encodeURIComponent(from)}&bucket=small`)
+    }
+    const each = (4096n * 10000n * UNITS_PER_BTT + GiB - 1n) / GiB
+    expect(usage?.egress.lanes.fast).toEqual({ bytes: String(5 * 4096), responses: 5, cost: { units: (5n * each).toString(), btt: expect.any(String) } })
+    // fewer holds than responses: they shared a lease
+    const holds = await (t.atlas.metadata as KyselyMetadataStore).db.selectFrom('ledger_holds').select('id').where('bucket', '=', 'small').execute()
+    expect(holds.length).toBeLessThan(5)
+  })
+
   it('reports a download in the usage (by lane) and in the ledger', async () => {
     await billing.credit(t.account.id, parseBtt('100'), 'for downloads')
     expect((await t.api('/v1/buckets/egress', { method: 'PUT' })).status).toBe(201)

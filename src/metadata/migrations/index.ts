@@ -13,6 +13,7 @@ import * as initial from './0001-initial.ts'
 import * as multipartTagsChecksums from './0002-multipart-tags-checksums.ts'
 import * as billing from './0003-billing.ts'
 import * as chain from './0004-chain.ts'
+import * as holdResponses from './0005-hold-responses.ts'
 
 interface AtlasMigration {
   up(db: Kysely<any>, dialect: DialectName): Promise<void>
@@ -24,7 +25,8 @@ export const MIGRATIONS: Readonly<Record<string, AtlasMigration>> = {
   '0001-initial': initial,
   '0002-multipart-tags-checksums': multipartTagsChecksums,
   '0003-billing': billing,
-  '0004-chain': chain
+  '0004-chain': chain,
+  '0005-hold-responses': holdResponses
 }
 
 /** Kysely's bookkeeping tables, named so that they do not collide with another app's. */
