@@ -17,21 +17,34 @@
  *
  *   npx node bench/lanes.ts [--mib 64] [--slow-mibps 4] [--medium-mibps 10]
  *
+ * Then the same three lanes through the gateway itself: a real Atlas (billing on, the same caps as
+ * ATLAS_LANE_SLOW_BPS / ATLAS_LANE_MEDIUM_BPS) serving one stored object of the same size to a
+ * GET with `x-atlas-lane`, so the figure includes the hold, the metering and the storage read.
+ *
  * Prints a table, the targets and a line `BENCH_JSON {...}`. Exits 0 when a target is missed and
  * 1 only when the data is wrong (a body whose length or SHA-256 differs from the payload's) or the
  * run fails.
  */
+import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs, promisify } from 'node:util'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { parseArgs } from 'node:util'
 import {
   DEFAULT_LANE_CAPS, DEFAULT_MEDIUM_LANE_BYTES_PER_SECOND, LANE_NAMES, defaultBurstBytes, parseLane, systemClock, throttle,
   type LaneName, type ThrottleClock
 } from '../src/billing/lanes.ts'
 import { MiB, payloadBytes, payloadSha256, type Payload } from './bytes.ts'
+import { uploadPayload } from './client.ts'
+import { AtlasServer, createAccount } from './server.ts'
+
+const execFileAsync = promisify(execFile)
 
 /** Largest deviation of measured ÷ cap from 1 that meets the target. */
 export const TARGET_CAP_TOLERANCE = 0.10
@@ -115,9 +128,9 @@ function startServer (stats: Map<LaneName, ServerStats>): Promise<{ url: string,
   })
 }
 
-async function download (url: string): Promise<{ bytes: number, seconds: number, firstByteMs: number, sha256: string }> {
+async function download (url: string, headers: Record<string, string> = {}): Promise<{ bytes: number, seconds: number, firstByteMs: number, sha256: string }> {
   const started = performance.now()
-  const response = await fetch(url)
+  const response = await fetch(url, { headers })
   if (response.status !== 200 || response.body === null) throw new Error(`GET ${url}: ${response.status} ${await response.text()}`)
   const hash = createHash('sha256')
   let bytes = 0
@@ -175,12 +188,24 @@ async function main (): Promise<number> {
     console.log(`| ${r.lane} | ${fmt(r.capMiBps, 0)} | ${burst} | ${fmt(r.seconds)} | ${fmt(r.firstByteMs, 1)} | ${fmt(r.MiBps)} | ${fmt(r.ratio, 4)} | ${r.waits} | ${fmt(r.waits / r.seconds, 1)} | ${r.pieces} | ${r.sha256ok ? 'ok' : 'WRONG'} |`)
   }
 
+  // the same lanes through the gateway itself: a real Atlas with billing on, GET with x-atlas-lane
+  const gateway = await throughGateway(expected, errors)
+  console.log(`\nThrough the gateway: GET /v1/buckets/…/objects/… of ${SIZE / MiB} MiB with x-atlas-lane (billing on)\n`)
+  console.log('| lane | cap MiB/s | seconds | MiB/s | measured/cap | sha256 |')
+  console.log('| --- | --- | --- | --- | --- | --- |')
+  for (const r of gateway) console.log(`| ${r.lane} | ${fmt(r.capMiBps, 0)} | ${fmt(r.seconds)} | ${fmt(r.MiBps)} | ${fmt(r.ratio, 4)} | ${r.sha256ok ? 'ok' : 'WRONG'} |`)
+
   const capped = runs.filter((r) => r.ratio !== null)
   const fast = runs.find((r) => r.lane === 'fast') as LaneRun
   const fastestCapped = Math.max(...capped.map((r) => r.MiBps))
   const targets = [
     ...capped.map((r) => ({
       name: `${r.lane}: measured/cap within ±${TARGET_CAP_TOLERANCE * 100}% on ${SIZE / MiB} MiB`,
+      value: fmt(r.ratio, 4),
+      met: Math.abs((r.ratio as number) - 1) <= TARGET_CAP_TOLERANCE
+    })),
+    ...gateway.filter((r) => r.ratio !== null).map((r) => ({
+      name: `gateway ${r.lane}: measured/cap within ±${TARGET_CAP_TOLERANCE * 100}% on ${SIZE / MiB} MiB`,
       value: fmt(r.ratio, 4),
       met: Math.abs((r.ratio as number) - 1) <= TARGET_CAP_TOLERANCE
     })),
@@ -193,8 +218,49 @@ async function main (): Promise<number> {
   console.log('\n| target | value | met |')
   console.log('| --- | --- | --- |')
   for (const t of targets) console.log(`| ${t.name} | ${t.value} | ${t.met ? 'yes' : 'NO'} |`)
-  console.log(`BENCH_JSON ${JSON.stringify({ bench: 'lanes', sizeBytes: SIZE, runs, targets, errors })}`)
+  console.log(`BENCH_JSON ${JSON.stringify({ bench: 'lanes', sizeBytes: SIZE, runs, gateway, targets, errors })}`)
   return errors.length === 0 ? 0 : 1
+}
+
+/**
+ * The lanes through a real Atlas (`atlas serve` in a child process, billing on, the bench's
+ * caps as ATLAS_LANE_*_BPS): one object of the bench's size, downloaded once per lane.
+ */
+async function throughGateway (expected: string, errors: string[]): Promise<Array<{ lane: LaneName, capMiBps: number | null, seconds: number, MiBps: number, ratio: number | null, sha256ok: boolean }>> {
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  const dataDir = await mkdtemp(join(tmpdir(), 'atlas-bench-lanes-'))
+  const server = await AtlasServer.start({
+    root,
+    dataDir,
+    env: {
+      ATLAS_BILLING_ENABLED: 'true',
+      ATLAS_BT_ENABLED: 'false',
+      ATLAS_LANE_SLOW_BPS: String(CAPS.slow),
+      ATLAS_LANE_MEDIUM_BPS: String(CAPS.medium)
+    }
+  })
+  const runs = []
+  try {
+    const account = await createAccount(root, server.env, 'bench-lanes')
+    await execFileAsync(process.execPath, [join(root, 'src/cli.ts'), 'accounts', 'credit', account.id, '1000000', '--reason', 'lanes bench'], { cwd: root, env: server.env })
+    const made = await fetch(`${server.url}/v1/buckets/lanes`, { method: 'PUT', headers: { authorization: `Bearer ${account.token}` } })
+    if (made.status !== 201) throw new Error(`create bucket: ${made.status}`)
+    const put = await uploadPayload(`${server.url}/v1/buckets/lanes/objects/payload`, account.token, payload)
+    if (put.status !== 200) throw new Error(`upload: ${put.status} ${JSON.stringify(put.body)}`)
+    for (const lane of LANE_NAMES) {
+      const got = await download(`${server.url}/v1/buckets/lanes/objects/payload`, { authorization: `Bearer ${account.token}`, 'x-atlas-lane': lane })
+      const cap = CAPS[lane]
+      const MiBps = got.bytes / MiB / got.seconds
+      const sha256ok = got.bytes === SIZE && got.sha256 === expected
+      if (!sha256ok) errors.push(`gateway ${lane}: received ${got.bytes} bytes, sha256 ${got.sha256}`)
+      runs.push({ lane, capMiBps: cap === undefined ? null : cap / MiB, seconds: got.seconds, MiBps, ratio: cap === undefined ? null : MiBps / (cap / MiB), sha256ok })
+      console.error(`gateway ${lane}: ${fmt(MiBps)} MiB/s in ${fmt(got.seconds)} s`)
+    }
+  } finally {
+    await server.kill()
+    await rm(dataDir, { recursive: true, force: true })
+  }
+  return runs
 }
 
 main().then((code) => { process.exitCode = code }, (err: unknown) => {
