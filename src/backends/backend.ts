@@ -28,6 +28,12 @@ export interface BackendPutOptions extends AbortOptions {
   contentId?: string
   /** Expected size in bytes, when known; a backend may use it to choose a layout */
   size?: number
+  /**
+   * The SHA-256 (hex) of every byte the source yielded, available once the source has ended:
+   * a caller that hashes the bytes anyway (the ingest) spares a backend that needs the whole
+   * content's hash from computing it again. Returns undefined when it does not have it.
+   */
+  sha256?: () => string | undefined
 }
 
 export interface BackendPutResult {

@@ -68,7 +68,8 @@ export async function ingest (source: AsyncIterable<Uint8Array>, options: Ingest
 
   const settled = await Promise.allSettled(backends.map(async (backend, i) => {
     try {
-      return await backend.put(feeds[i] as AsyncIterable<Uint8Array>, { signal: controller.signal, size: expectedSize })
+      // the digests are set before a feed ends (hashAndLimit): a backend may use them then
+      return await backend.put(feeds[i] as AsyncIterable<Uint8Array>, { signal: controller.signal, size: expectedSize, sha256: () => digests.sha256 === '' ? undefined : digests.sha256 })
     } catch (err) {
       // one backend failing stops the others: a fan-out is all or nothing
       controller.abort(err)

@@ -373,7 +373,7 @@ export class BitTorrentBackend implements StorageBackend {
     try {
       signal.throwIfAborted()
       handle = await open(temporary, 'wx')
-      const hasher = new TorrentHasher({ expectedSize: options.size })
+      const hasher = new TorrentHasher({ expectedSize: options.size, sha256: options.sha256 === undefined })
       await writeAndHash(handle, abortable(source, signal), hasher)
       await handle.close()
       handle = undefined
@@ -384,7 +384,8 @@ export class BitTorrentBackend implements StorageBackend {
         this.#log.warn({ expected: options.size, actual: hashes.size }, 'bittorrent put: size hint was wrong, hashing the file again')
         pieces = await hashPiecesOfFile(temporary, hashes.pieceLength, signal)
       }
-      const info: TorrentInfo = { name: canonicalIdFromSha256(hashes.sha256), length: hashes.size, pieceLength: hashes.pieceLength, pieces }
+      const sha256 = hashes.sha256 ?? sha256FromCaller(options.sha256)
+      const info: TorrentInfo = { name: canonicalIdFromSha256(sha256), length: hashes.size, pieceLength: hashes.pieceLength, pieces }
       const infoHash = infoHashOf(info)
 
       return await this.#lock.run(async () => {
@@ -854,6 +855,13 @@ async function writeAll (handle: FileHandle, chunks: Uint8Array[]): Promise<void
     }
     pending = rest
   }
+}
+
+/** The caller's SHA-256 of the source (see BackendPutOptions.sha256), which it must have by now. */
+function sha256FromCaller (sha256: (() => string | undefined) | undefined): Uint8Array {
+  const hex = sha256?.()
+  if (hex === undefined || !/^[0-9a-f]{64}$/.test(hex)) throw new AtlasError('InternalError', 'The caller promised the SHA-256 of the content but did not provide it')
+  return Buffer.from(hex, 'hex')
 }
 
 /** A FIFO async lock: `run()` calls execute one at a time, in call order. */

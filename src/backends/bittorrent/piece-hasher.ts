@@ -59,8 +59,8 @@ class PieceLevel {
 /** What {@link TorrentHasher.finish} found. */
 export interface TorrentHashes {
   size: number
-  /** SHA-256 of the whole content */
-  sha256: Uint8Array
+  /** SHA-256 of the whole content; undefined when the hasher was told not to compute it */
+  sha256: Uint8Array | undefined
   /** The profile's piece length for `size` */
   pieceLength: number
   /**
@@ -73,6 +73,13 @@ export interface TorrentHashes {
 export interface TorrentHasherInit {
   /** The size the content is expected to have; hashing then runs at its piece length only */
   expectedSize?: number
+  /**
+   * Compute the SHA-256 of the whole content (the torrent's name). Off when the caller has it
+   * from elsewhere (the ingest's digests, computed over the same bytes).
+   *
+   * @default true
+   */
+  sha256?: boolean
 }
 
 /** Every piece length of the profile, smallest first. */
@@ -87,12 +94,13 @@ function allPieceLengths (): number[] {
  * `update()`, then call `finish()` once.
  */
 export class TorrentHasher {
-  readonly #sha256 = createHash('sha256')
+  readonly #sha256: Hash | undefined
   #levels: PieceLevel[]
   #size = 0
 
   constructor (init: TorrentHasherInit = {}) {
     const { expectedSize } = init
+    this.#sha256 = init.sha256 === false ? undefined : createHash('sha256')
     const lengths = expectedSize !== undefined && Number.isSafeInteger(expectedSize) && expectedSize >= 0
       ? [pieceLengthFor(expectedSize)]
       : allPieceLengths()
@@ -117,7 +125,7 @@ export class TorrentHasher {
     if ((this.#levels[0]?.pieceLength ?? Infinity) < floor) {
       this.#levels = this.#levels.filter(level => level.pieceLength >= floor)
     }
-    this.#sha256.update(chunk)
+    this.#sha256?.update(chunk)
     for (const level of this.#levels) level.update(chunk)
   }
 
@@ -126,7 +134,7 @@ export class TorrentHasher {
     const level = this.#levels.find(l => l.pieceLength === pieceLength)
     return {
       size: this.#size,
-      sha256: this.#sha256.digest(),
+      sha256: this.#sha256?.digest(),
       pieceLength,
       pieces: level?.finish()
     }

@@ -252,7 +252,7 @@ describe('TorrentHasher', () => {
         expect(result.size).toBe(size)
         expect(result.pieceLength).toBe(pieceLengthFor(size))
         expect(Buffer.from(result.pieces as Uint8Array).equals(referencePieces(bytes, result.pieceLength))).toBe(true)
-        expect(Buffer.from(result.sha256).toString('hex')).toBe(createHash('sha256').update(bytes).digest('hex'))
+        expect(Buffer.from(result.sha256 as Uint8Array).toString('hex')).toBe(createHash('sha256').update(bytes).digest('hex'))
       })
     }
   }
@@ -279,6 +279,15 @@ describe('TorrentHasher', () => {
     const result = new TorrentHasher().finish()
     expect(result.size).toBe(0)
     expect(result.pieces?.byteLength).toBe(0)
-    expect(Buffer.from(result.sha256).toString('hex')).toBe(createHash('sha256').digest('hex'))
+    expect(Buffer.from(result.sha256 as Uint8Array).toString('hex')).toBe(createHash('sha256').digest('hex'))
+  })
+
+  it('leaves the whole-content SHA-256 to a caller that has it, and still hashes every piece', () => {
+    const bytes = randomBytes(300_000)
+    const hasher = new TorrentHasher({ expectedSize: bytes.byteLength, sha256: false })
+    hasher.update(bytes)
+    const result = hasher.finish()
+    expect(result.sha256).toBeUndefined()
+    expect(Buffer.from(result.pieces as Uint8Array).equals(referencePieces(bytes, result.pieceLength))).toBe(true)
   })
 })
