@@ -165,3 +165,22 @@ export async function * checkLength (source: AsyncIterable<Uint8Array>, expected
     throw new AtlasError('IncompleteBody', `Received ${size} of the ${expected} bytes announced`)
   }
 }
+
+/**
+ * Continue an iteration whose first step was already taken (to see an error before committing
+ * to a response): yield that step's value, then the rest of `iterator`, and close the iterator
+ * when the consumer stops early.
+ */
+export async function * resume<T> (first: IteratorResult<T>, iterator: AsyncIterator<T>): AsyncGenerator<T, void, undefined> {
+  try {
+    if (first.done === true) return
+    yield first.value
+    for (;;) {
+      const next = await iterator.next()
+      if (next.done === true) return
+      yield next.value
+    }
+  } finally {
+    await iterator.return?.()
+  }
+}

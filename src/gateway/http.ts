@@ -6,6 +6,7 @@
  */
 import { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { resume } from '../core/streams.ts'
 
 /**
  * An AbortSignal that fires when the client disconnects before the response has finished (the
@@ -45,19 +46,6 @@ export function declaredLength (request: FastifyRequest): number | undefined {
 export async function primeStream (source: AsyncIterable<Uint8Array>): Promise<Readable> {
   const iterator = source[Symbol.asyncIterator]()
   const first = await iterator.next()
-  async function * replay (): AsyncGenerator<Uint8Array> {
-    try {
-      if (first.done === true) return
-      yield first.value
-      for (;;) {
-        const next = await iterator.next()
-        if (next.done === true) return
-        yield next.value
-      }
-    } finally {
-      await iterator.return?.()
-    }
-  }
-  return Readable.from(replay(), { objectMode: false, highWaterMark: 64 * 1024 })
+  return Readable.from(resume(first, iterator), { objectMode: false, highWaterMark: 64 * 1024 })
 }
 

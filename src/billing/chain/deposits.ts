@@ -28,6 +28,7 @@ import { AtlasError } from '../../core/errors.ts'
 import type { Database, DialectName } from '../../metadata/schema.ts'
 import { LedgerAccounts, type Ledger } from '../ledger.ts'
 import type { ChainClient, ChainOptions, TokenTransfer } from './chain.ts'
+import { Poller } from './poller.ts'
 
 /** @default blocks one scan step reads */
 export const DEFAULT_SCAN_BATCH = 100
@@ -121,11 +122,7 @@ export class DepositWatcher {
   /** The cursor row: one per token and deposit address (see {@link depositCursorName}) */
   readonly cursorName: string
   #genesisChecked = false
-  #timer: NodeJS.Timeout | undefined
-  #running: Promise<void> | undefined
-  #abort = new AbortController()
-  #stopped = false
-  #lastError = ''
+  readonly #poller: Poller
 
   constructor (init: DepositWatcherInit) {
     this.#db = init.db
@@ -140,30 +137,17 @@ export class DepositWatcher {
     this.#log = init.logger
     this.#now = init.now ?? Date.now
     this.cursorName = depositCursorName(init.chain.tokenContract, init.chain.depositAddress)
+    this.#poller = new Poller('deposits: scan', async (signal) => await this.scan({ signal }), this.#log)
   }
 
   /** Scan every `intervalMs` (first at once), until {@link stop}. */
   start (intervalMs: number): void {
-    this.#stopped = false
-    const tick = (): void => {
-      this.#running = this.#tick().finally(() => {
-        this.#running = undefined
-        if (!this.#stopped) {
-          this.#timer = setTimeout(tick, intervalMs)
-          this.#timer.unref()
-        }
-      })
-    }
-    tick()
+    this.#poller.start(intervalMs)
   }
 
   /** Stop scanning; waits for a step in progress to end (its chain calls are aborted). */
   async stop (): Promise<void> {
-    this.#stopped = true
-    clearTimeout(this.#timer)
-    this.#abort.abort()
-    await this.#running
-    this.#abort = new AbortController()
+    await this.#poller.stop()
   }
 
   /** Scan until caught up with the solidified head, then credit what is due. */
@@ -245,19 +229,6 @@ export class DepositWatcher {
   async cursor (): Promise<DepositCursor | undefined> {
     const row = await this.#db.selectFrom('chain_cursors').selectAll().where('name', '=', this.cursorName).executeTakeFirst()
     return row === undefined ? undefined : { nextBlock: Number(row.next_block), genesisId: row.genesis_id, updatedAt: new Date(Number(row.updated_ms)) }
-  }
-
-  async #tick (): Promise<void> {
-    try {
-      await this.scan({ signal: this.#abort.signal })
-      this.#lastError = ''
-    } catch (err) {
-      if (this.#stopped) return
-      // a node that is down logs once per distinct failure, not every few seconds
-      const message = err instanceof Error ? err.message : String(err)
-      if (message !== this.#lastError) this.#log.error({ err }, 'deposits: scan failed; retrying')
-      this.#lastError = message
-    }
   }
 
   /** The cursor, created at the first scan; checks once per watcher that the chain is the one scanned. */

@@ -37,6 +37,7 @@ import { UploadIdGenerator } from '../../metadata/upload-id.ts'
 import { formatBtt, parseBtt } from '../amount.ts'
 import type { Ledger } from '../ledger.ts'
 import { BroadcastRefusedError, type ChainClient, type ChainOptions } from './chain.ts'
+import { Poller } from './poller.ts'
 
 /** The ledger account a settled withdrawal pays (a payout account: BTT that left for the chain) */
 export const WITHDRAWALS_LEDGER_ACCOUNT = 'payouts:withdrawals'
@@ -131,11 +132,7 @@ export class Withdrawals {
   readonly #log: WithdrawalsLogger
   readonly #now: () => number
   readonly #ids = new UploadIdGenerator()
-  #timer: NodeJS.Timeout | undefined
-  #running: Promise<void> | undefined
-  #abort = new AbortController()
-  #stopped = false
-  #lastError = ''
+  readonly #poller: Poller
 
   constructor (init: WithdrawalsInit) {
     this.#db = init.db
@@ -146,6 +143,7 @@ export class Withdrawals {
     this.limits = init.limits
     this.#log = init.logger
     this.#now = init.now ?? Date.now
+    this.#poller = new Poller('withdrawals: pass', async (signal) => await this.advanceAll({ signal }), this.#log)
   }
 
   /**
@@ -239,32 +237,12 @@ export class Withdrawals {
 
   /** Run {@link advanceAll} every `intervalMs` (first at once), until {@link stop}. */
   start (intervalMs: number): void {
-    this.#stopped = false
-    const tick = (): void => {
-      this.#running = this.advanceAll({ signal: this.#abort.signal })
-        .then(() => { this.#lastError = '' }, (err: unknown) => {
-          if (this.#stopped) return
-          const message = err instanceof Error ? err.message : String(err)
-          if (message !== this.#lastError) this.#log.error({ err }, 'withdrawals: pass failed; retrying')
-          this.#lastError = message
-        })
-        .finally(() => {
-          this.#running = undefined
-          if (!this.#stopped) {
-            this.#timer = setTimeout(tick, intervalMs)
-            this.#timer.unref()
-          }
-        })
-    }
-    tick()
+    this.#poller.start(intervalMs)
   }
 
+  /** Stop; waits for a pass in progress to end (its chain calls are aborted). */
   async stop (): Promise<void> {
-    this.#stopped = true
-    clearTimeout(this.#timer)
-    this.#abort.abort()
-    await this.#running
-    this.#abort = new AbortController()
+    await this.#poller.stop()
   }
 
   /** An account's withdrawals, newest first. */

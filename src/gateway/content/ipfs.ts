@@ -28,6 +28,7 @@ import * as raw from 'multiformats/codecs/raw'
 import { identity } from 'multiformats/hashes/identity'
 import { raceAbort } from '../../backends/signals.ts'
 import { AtlasError } from '../../core/errors.ts'
+import { resume } from '../../core/streams.ts'
 import type { Content } from '../../metadata/store.ts'
 import { deliver, deliveryFor } from '../delivery.ts'
 import { requestSignal } from '../http.ts'
@@ -212,20 +213,6 @@ async function * carStream (roots: CID[], blocks: AsyncIterable<IpfsBlock> | Ite
   }
 }
 
-/** `first`, then the rest of `iterator`. */
-async function * prepend<T> (first: T, iterator: AsyncIterator<T>): AsyncGenerator<T, void, undefined> {
-  try {
-    yield first
-    for (;;) {
-      const next = await iterator.next()
-      if (next.done === true) return
-      yield next.value
-    }
-  } finally {
-    await iterator.return?.()
-  }
-}
-
 export async function ipfsRoutes (app: FastifyInstance, deps: GatewayDeps): Promise<void> {
   const { metadata, objects } = deps
 
@@ -324,7 +311,7 @@ export async function ipfsRoutes (app: FastifyInstance, deps: GatewayDeps): Prom
       const first = await walk.next()
       if (first.done === true) throw new AtlasError('InternalError', 'The DAG walk yielded no root block')
       // the root under the CID as asked for (a CIDv0 request gets a CIDv0 root)
-      blocks = prepend({ cid, bytes: first.value.bytes }, walk)
+      blocks = resume({ done: false, value: { cid, bytes: first.value.bytes } }, walk)
     }
     setHeaders(reply, { ...headers, etag })
     void reply.header('content-type', `${CAR_TYPE}; version=1; order=dfs; dups=${format.duplicates ? 'y' : 'n'}`)
