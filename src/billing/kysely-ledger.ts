@@ -121,11 +121,7 @@ export class KyselyLedger implements Ledger {
     if (options.before !== undefined) query = query.where('transaction_id', '<', options.before)
     const ids = await query.orderBy('transaction_id', 'desc').limit(limit + 1).execute()
     const page = ids.slice(0, limit)
-    const entries: LedgerTransaction[] = []
-    for (const { transaction_id: id } of page) {
-      const transaction = await this.#load(this.#db, id)
-      if (transaction !== null) entries.push(transaction)
-    }
+    const entries = await this.#loadMany(this.#db, page.map(r => r.transaction_id))
     return { entries, ...(ids.length > limit ? { next: page[page.length - 1]?.transaction_id } : {}) }
   }
 
@@ -360,22 +356,36 @@ export class KyselyLedger implements Ledger {
   }
 
   async #load (db: Kysely<Database> | Trx, id: string): Promise<LedgerTransaction | null> {
-    const row = await db.selectFrom('ledger_transactions').selectAll().where('id', '=', id).executeTakeFirst()
-    if (row === undefined) return null
-    const postings = await db.selectFrom('ledger_postings').selectAll().where('transaction_id', '=', id).orderBy('seq').execute()
-    return {
-      id: row.id,
-      idempotencyKey: row.idempotency_key,
-      kind: row.kind as TransactionKind,
-      cause: JSON.parse(row.cause) as Cause,
-      ...(row.reverses === null ? {} : { reverses: row.reverses }),
-      postings: postings.map(p => ({
-        account: p.account_id,
-        amount: BigInt(p.amount),
-        ...(p.balance_after === null ? {} : { balanceAfter: BigInt(p.balance_after) })
-      })),
-      createdAt: row.created_at instanceof Date ? row.created_at : new Date(row.created_at)
+    return (await this.#loadMany(db, [id]))[0] ?? null
+  }
+
+  /** The transactions `ids` (those that exist), in the order given: two queries whatever their number. */
+  async #loadMany (db: Kysely<Database> | Trx, ids: string[]): Promise<LedgerTransaction[]> {
+    if (ids.length === 0) return []
+    const rows = await db.selectFrom('ledger_transactions').selectAll().where('id', 'in', ids).execute()
+    const postings = await db.selectFrom('ledger_postings').selectAll().where('transaction_id', 'in', ids).orderBy('transaction_id').orderBy('seq').execute()
+    const byTransaction = new Map<string, Posting[]>()
+    for (const p of postings) {
+      let list = byTransaction.get(p.transaction_id)
+      if (list === undefined) byTransaction.set(p.transaction_id, list = [])
+      list.push({ account: p.account_id, amount: BigInt(p.amount), ...(p.balance_after === null ? {} : { balanceAfter: BigInt(p.balance_after) }) })
     }
+    const byId = new Map(rows.map(row => [row.id, row]))
+    const out: LedgerTransaction[] = []
+    for (const id of ids) {
+      const row = byId.get(id)
+      if (row === undefined) continue
+      out.push({
+        id: row.id,
+        idempotencyKey: row.idempotency_key,
+        kind: row.kind as TransactionKind,
+        cause: JSON.parse(row.cause) as Cause,
+        ...(row.reverses === null ? {} : { reverses: row.reverses }),
+        postings: byTransaction.get(id) ?? [],
+        createdAt: row.created_at instanceof Date ? row.created_at : new Date(row.created_at)
+      })
+    }
+    return out
   }
 
   /**
