@@ -322,10 +322,9 @@ export class Billing {
     await this.assertActive(customerId)
     const days = this.#config.uploadRunwayDays
     if (days === 0) return
-    let required = this.pricing.storageCost(BigInt(size), backends, days)
-    const stored = await this.#db.selectFrom('storage_intervals').select(['size', 'backends'])
-      .where('customer_id', '=', customerId).where('ended_ms', 'is', null).execute()
-    for (const row of stored) required += this.pricing.storageCost(BigInt(row.size), JSON.parse(row.backends) as BackendName[], days)
+    const ms = BigInt(Math.ceil(days * 86_400_000))
+    const numerator = await this.#storedNumerator(customerId, ms) + this.pricing.storageNumerator(BigInt(size), ms, this.pricing.storageRate(backends))
+    const required = (numerator + STORAGE_DENOMINATOR - 1n) / STORAGE_DENOMINATOR
     if (required === 0n) return
     const { available } = await this.ledger.customerBalances(customerId)
     if (available < required) {
@@ -403,11 +402,24 @@ export class Billing {
 
   /** Cost per day of what the account stores now, in base units (rounded up). */
   async dailyStorageCost (customerId: string): Promise<bigint> {
-    const rows = await this.#db.selectFrom('storage_intervals').select(['size', 'backends'])
-      .where('customer_id', '=', customerId).where('ended_ms', 'is', null).execute()
-    let numerator = 0n
-    for (const row of rows) numerator += BigInt(row.size) * 86_400_000n * this.pricing.storageRate(JSON.parse(row.backends) as BackendName[])
+    const numerator = await this.#storedNumerator(customerId, 86_400_000n)
     return (numerator + STORAGE_DENOMINATOR - 1n) / STORAGE_DENOMINATOR
+  }
+
+  /**
+   * Cost numerator (over STORAGE_DENOMINATOR) of keeping everything the account stores now for
+   * `ms` more milliseconds. Summed in the database per set of backends: an upload's runway check
+   * reads a few rows, not one per object the account holds.
+   */
+  async #storedNumerator (customerId: string, ms: bigint): Promise<bigint> {
+    const rows = await this.#db.selectFrom('storage_intervals')
+      .select(eb => ['backends', eb.fn.sum<number | bigint | string>('size').as('bytes')])
+      .where('customer_id', '=', customerId).where('ended_ms', 'is', null)
+      .groupBy('backends')
+      .execute()
+    let numerator = 0n
+    for (const row of rows) numerator += this.pricing.storageNumerator(BigInt(row.bytes), ms, this.pricing.storageRate(JSON.parse(row.backends) as BackendName[]))
+    return numerator
   }
 
   /**

@@ -134,7 +134,7 @@ export async function * slice (source: AsyncIterable<Uint8Array>, offset: number
 }
 
 /** Collect a (small) iterable into one buffer. Only for bounded inputs: tests, JSON bodies. */
-export async function collect (source: AsyncIterable<Uint8Array>, maxBytes = Number.POSITIVE_INFINITY): Promise<Uint8Array> {
+export async function collect (source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, maxBytes = Number.POSITIVE_INFINITY): Promise<Uint8Array> {
   const chunks: Uint8Array[] = []
   let total = 0
   for await (const chunk of source) {
@@ -142,7 +142,8 @@ export async function collect (source: AsyncIterable<Uint8Array>, maxBytes = Num
     if (total > maxBytes) throw new RangeError(`More than ${maxBytes} bytes`)
     chunks.push(chunk)
   }
-  return Buffer.concat(chunks, total)
+  // one chunk (a block read in one piece) is returned as it is, without a copy
+  return chunks.length === 1 ? chunks[0] as Uint8Array : Buffer.concat(chunks, total)
 }
 
 /**

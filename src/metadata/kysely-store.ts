@@ -82,6 +82,13 @@ import { UploadIdGenerator } from './upload-id.ts'
 /** Entries a listing returns when the caller gives no limit */
 export const DEFAULT_LIST_LIMIT = 1000
 
+/** What a put needs of its bucket's row: who pays for the object's storage, and where it is kept */
+interface BucketOwner {
+  owner_id: string
+  /** JSON array of backend names */
+  backends: string
+}
+
 /** Rows fetched per round trip while a listing pages through the objects table */
 const LIST_PAGE_ROWS = 1000
 
@@ -304,20 +311,22 @@ export class KyselyMetadataStore implements MetadataStore {
   async putObject (input: PutObjectInput): Promise<PutObjectResult> {
     const object = prepareObject(input)
     return await this.#transaction(async trx => {
-      await this.#shareBucket(trx, object.bucket)
-      return await this.#writeObject(trx, object)
+      const owner = await this.#shareBucket(trx, object.bucket)
+      return await this.#writeObject(trx, object, owner)
     }, isCollectedContent)
   }
 
   /**
-   * Step 1 of a put: the bucket row, `FOR KEY SHARE` on PostgreSQL.
+   * Step 1 of a put: the bucket row, `FOR KEY SHARE` on PostgreSQL; returns its owner and
+   * backends (what the object's storage interval records).
    * @throws AtlasError NoSuchBucket
    */
-  async #shareBucket (trx: Transaction<Database>, bucket: string): Promise<void> {
-    const found = await trx.selectFrom('buckets').select('name').where('name', '=', bucket)
+  async #shareBucket (trx: Transaction<Database>, bucket: string): Promise<BucketOwner> {
+    const found = await trx.selectFrom('buckets').select(['owner_id', 'backends']).where('name', '=', bucket)
       .$if(this.#pg, qb => qb.forKeyShare())
       .executeTakeFirst()
     if (found === undefined) throw new AtlasError('NoSuchBucket', `No bucket ${bucket}`)
+    return found
   }
 
   /**
@@ -325,7 +334,7 @@ export class KyselyMetadataStore implements MetadataStore {
    * already: write the object row and move the references. Shared by `putObject` and
    * `completeMultipartUpload`, so that both count alike.
    */
-  async #writeObject (trx: Transaction<Database>, input: PreparedObject): Promise<PutObjectResult> {
+  async #writeObject (trx: Transaction<Database>, input: PreparedObject, owner: BucketOwner): Promise<PutObjectResult> {
     const { bucket, key, content, locations } = input
     const createdAt = new Date()
     const now = createdAt.toISOString()
@@ -372,7 +381,6 @@ export class KyselyMetadataStore implements MetadataStore {
 
     // Storage accounting (billing): the object's previous version stops accruing, this one starts
     await this.#closeStorageInterval(trx, bucket, key, createdAt.getTime())
-    const owner = await trx.selectFrom('buckets').select(['owner_id', 'backends']).where('name', '=', bucket).executeTakeFirstOrThrow()
     await trx.insertInto('storage_intervals').values({
       id: this.#uploadIds.next(createdAt.getTime()).id,
       customer_id: owner.owner_id,
@@ -821,7 +829,7 @@ export class KyselyMetadataStore implements MetadataStore {
     return await this.#transaction(async trx => {
       // 1. The bucket, then the upload row FOR UPDATE: a second completion or an abort waits
       // here and then finds the row gone; parts being recorded are waited for
-      await this.#shareBucket(trx, object.bucket)
+      const owner = await this.#shareBucket(trx, object.bucket)
       const upload = await trx.selectFrom('multipart_uploads').select(['bucket', 'key']).where('upload_id', '=', uploadId)
         .$if(this.#pg, qb => qb.forUpdate())
         .executeTakeFirst()
@@ -838,7 +846,7 @@ export class KyselyMetadataStore implements MetadataStore {
       }
 
       // 2 to 5. The object, exactly as a put writes it
-      const result = await this.#writeObject(trx, object)
+      const result = await this.#writeObject(trx, object, owner)
 
       // Then the parts and the upload
       const parts = await trx.deleteFrom('multipart_parts').where('upload_id', '=', uploadId).returningAll().execute()

@@ -11,11 +11,11 @@
  * 100 KiB per GiB of content.
  */
 import * as dagPb from '@ipld/dag-pb'
-import { UnixFS } from 'ipfs-unixfs'
 import * as raw from 'multiformats/codecs/raw'
 import { identity } from 'multiformats/hashes/identity'
 import { ContentUnavailableError } from '../../core/errors.ts'
 import type { AbortOptions } from '../backend.ts'
+import { unmarshalFile } from './reader.ts'
 import type { CID } from 'multiformats/cid'
 
 /** One block: its CID and its bytes. */
@@ -93,7 +93,7 @@ async function * visit (read: WholeBlockReader, cid: CID, position: number, root
     return
   }
   // cut by range: the UnixFS block sizes say where each child's bytes sit in the file
-  const file = unixfsFile(node, cid)
+  const file = unmarshalFile(node, cid)
   let offset = position + (file.data?.byteLength ?? 0)
   if (file.blockSizes.length !== node.Links.length) {
     throw new ContentUnavailableError(`UnixFS node ${cid} has ${file.blockSizes.length} block sizes for ${node.Links.length} links`)
@@ -107,16 +107,3 @@ async function * visit (read: WholeBlockReader, cid: CID, position: number, root
   }
 }
 
-function unixfsFile (node: dagPb.PBNode, cid: CID): UnixFS {
-  let file: UnixFS
-  try {
-    if (node.Data === undefined) throw new TypeError('no Data')
-    file = UnixFS.unmarshal(node.Data)
-  } catch (err) {
-    throw new ContentUnavailableError(`${cid} is not a UnixFS node`, { cause: err })
-  }
-  if (file.type !== 'file' && file.type !== 'raw') {
-    throw new ContentUnavailableError(`${cid} is a UnixFS ${file.type}, not a file`)
-  }
-  return file
-}

@@ -8,6 +8,7 @@
 import * as dagPb from '@ipld/dag-pb'
 import * as raw from 'multiformats/codecs/raw'
 import { ContentUnavailableError } from '../../core/errors.ts'
+import { collect } from '../../core/streams.ts'
 import { blockKey } from './pin-index.ts'
 import type { AbortOptions } from '../backend.ts'
 import type { CID } from 'multiformats/cid'
@@ -80,14 +81,12 @@ async function childLinks (store: LocalBlocks, cid: CID, root: CID, options: Dag
 }
 
 async function readBlock (store: LocalBlocks, cid: CID, root: CID, options: AbortOptions): Promise<Uint8Array> {
-  const pieces: Uint8Array[] = []
   try {
-    for await (const piece of store.get(cid, options)) pieces.push(piece)
+    return await collect(store.get(cid, options))
   } catch (err) {
     if ((err as Error).name === 'NotFoundError') {
       throw new ContentUnavailableError(`Block ${cid} of ${root} is missing`, { cause: err })
     }
     throw err
   }
-  return Buffer.concat(pieces)
 }

@@ -22,13 +22,13 @@ import { FsBlockstore } from 'blockstore-fs'
 import { FsDatastore } from 'datastore-fs'
 import { createHeliaLight } from 'helia'
 import * as dagPb from '@ipld/dag-pb'
-import { UnixFS } from 'ipfs-unixfs'
 import { base32 } from 'multiformats/bases/base32'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import * as Digest from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { AbortedError, AtlasError, ContentUnavailableError, NotFoundError } from '../../core/errors.ts'
+import { collect } from '../../core/streams.ts'
 import { abortable, abortToAtlasError, checkRange, linkSignal } from '../signals.ts'
 import { BlockGuard, Mutex } from './block-guard.ts'
 import { dagBlocks } from './dag.ts'
@@ -36,7 +36,7 @@ import { walkDag, type DagBlock, type FileRange } from './dag-walk.ts'
 import { libp2pOptions, loadOrCreatePeerKey } from './libp2p.ts'
 import { PinIndex, blockKey, rootKey } from './pin-index.ts'
 import { importUnixfs } from './profile.ts'
-import { readUnixfsFile } from './reader.ts'
+import { readUnixfsFile, unmarshalFile } from './reader.ts'
 import type { AbortOptions, BackendLogger, BackendGetOptions, BackendPutOptions, BackendPutResult, BackendRepairOptions, BackendStats, StorageBackend } from '../backend.ts'
 import type { AtlasLibp2pServices } from './libp2p.ts'
 import type { Helia } from 'helia'
@@ -416,9 +416,9 @@ export class IpfsBackend implements StorageBackend {
       // the profile hashes with sha2-256 only: another hash here is not a block Atlas wrote
       throw new ContentUnavailableError(`Block ${cid} uses a hash function Atlas does not store`)
     }
-    const pieces: Uint8Array[] = []
+    let bytes: Uint8Array
     try {
-      for await (const piece of running.blocks.get(cid, { signal })) pieces.push(piece)
+      bytes = await collect(running.blocks.get(cid, { signal }))
     } catch (err) {
       const mapped = abortToAtlasError(err, signal)
       if (mapped instanceof AtlasError) throw mapped
@@ -427,7 +427,6 @@ export class IpfsBackend implements StorageBackend {
       }
       throw err
     }
-    const bytes = pieces.length === 1 ? pieces[0] as Uint8Array : Buffer.concat(pieces)
     const digest = createHash('sha256').update(bytes).digest()
     if (!digest.equals(cid.multihash.digest)) {
       throw new ContentUnavailableError(`Block ${cid} is damaged on disk: its bytes do not match its hash`)
@@ -504,18 +503,17 @@ export class IpfsBackend implements StorageBackend {
         if (local && cid.code === raw.code && cid !== root) continue
         let bytes: Uint8Array
         if (local) {
-          bytes = await collectBytes(blocks.get(cid, { signal }))
+          bytes = await collect(blocks.get(cid, { signal }))
         } else {
-          bytes = await collectBytes(helia.blockstore.get(cid, { signal }))
-          await checkBlock(cid, bytes)
-          // Helia keeps what Bitswap brings; writing it here too makes the repair not depend on that
-          await blocks.put(cid, bytes, { signal })
+          // Helia checks what Bitswap brings against the CID's multihash before it stores it in
+          // the local block store (the pin below fails if a block did not land there)
+          bytes = await collect(helia.blockstore.get(cid, { signal }))
           fetched++
           progress()
         }
         if (cid.code === dagPb.code) {
           const node = dagPb.decode(bytes)
-          if (cid === root) size = node.Data === undefined ? 0 : Number(UnixFS.unmarshal(node.Data).fileSize())
+          if (cid === root) size = Number(unmarshalFile(node, cid).fileSize())
           for (let i = node.Links.length - 1; i >= 0; i--) stack.push((node.Links[i] as dagPb.PBLink).Hash)
         } else if (cid === root) {
           size = bytes.byteLength
@@ -746,17 +744,3 @@ function truncate (s: string): string {
   return s.length > 80 ? `${s.slice(0, 77)}...` : s
 }
 
-async function collectBytes (source: Iterable<Uint8Array> | AsyncIterable<Uint8Array> | Uint8Array | Promise<Uint8Array>): Promise<Uint8Array> {
-  const resolved = await source
-  if (resolved instanceof Uint8Array) return resolved
-  const pieces: Uint8Array[] = []
-  for await (const piece of resolved) pieces.push(piece)
-  return pieces.length === 1 ? pieces[0] as Uint8Array : Buffer.concat(pieces)
-}
-
-/** Reject a block whose bytes do not hash to its CID's multihash (SHA-256 only, as Atlas writes). */
-async function checkBlock (cid: CID, bytes: Uint8Array): Promise<void> {
-  if (cid.multihash.code !== sha256.code) throw new ContentUnavailableError(`Block ${cid} uses a hash function Atlas does not check`)
-  const digest = await sha256.digest(bytes)
-  if (!Digest.equals(digest, cid.multihash)) throw new ContentUnavailableError(`A peer sent bytes that do not hash to block ${cid}`)
-}

@@ -14,6 +14,7 @@ import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
 import * as raw from 'multiformats/codecs/raw'
 import { ContentUnavailableError } from '../../core/errors.ts'
+import { collect } from '../../core/streams.ts'
 import type { AbortOptions } from '../backend.ts'
 import type { CID } from 'multiformats/cid'
 
@@ -45,7 +46,7 @@ export async function * readUnixfsFile (readBlock: BlockReader, root: CID, optio
   if (root.code === raw.code) {
     yield * readLeaf(readBlock, root, cursor, options)
   } else if (root.code === dagPb.code) {
-    const node = dagPb.decode(await readWhole(readBlock, root, options))
+    const node = dagPb.decode(await collect(readBlock(root, options)))
     const file = unmarshalFile(node, root)
     declaredSize = Number(file.fileSize())
     yield * readNode(readBlock, node, file, cursor, options)
@@ -88,7 +89,7 @@ async function * readNode (readBlock: BlockReader, node: dagPb.PBNode, file: Uni
     if (link.Hash.code === raw.code) {
       yield * readLeaf(readBlock, link.Hash, cursor, options)
     } else if (link.Hash.code === dagPb.code) {
-      const child = dagPb.decode(await readWhole(readBlock, link.Hash, options))
+      const child = dagPb.decode(await collect(readBlock(link.Hash, options)))
       yield * readNode(readBlock, child, unmarshalFile(child, link.Hash), cursor, options)
     } else {
       throw new ContentUnavailableError(`UnixFS file links to ${link.Hash}, which is neither raw nor dag-pb`)
@@ -119,7 +120,12 @@ function * emit (bytes: Uint8Array, cursor: Cursor): Generator<Uint8Array, void,
   }
 }
 
-function unmarshalFile (node: dagPb.PBNode, cid: CID): UnixFS {
+/**
+ * The UnixFS data of a dag-pb node that must be a file (or raw) node.
+ *
+ * @throws ContentUnavailableError when it has no UnixFS data or is another kind of node
+ */
+export function unmarshalFile (node: dagPb.PBNode, cid: CID): UnixFS {
   if (node.Data === undefined) throw new ContentUnavailableError(`${cid} has no UnixFS data`)
   let file: UnixFS
   try {
@@ -133,8 +139,3 @@ function unmarshalFile (node: dagPb.PBNode, cid: CID): UnixFS {
   return file
 }
 
-async function readWhole (readBlock: BlockReader, cid: CID, options: AbortOptions): Promise<Uint8Array> {
-  const pieces: Uint8Array[] = []
-  for await (const piece of readBlock(cid, options)) pieces.push(piece)
-  return pieces.length === 1 ? pieces[0] as Uint8Array : Buffer.concat(pieces)
-}

@@ -45,13 +45,8 @@ export type DepositState =
   /** Credited to the account's available balance */
   | 'credited'
 
-export interface Deposit {
-  txId: string
-  logIndex: number
-  blockNumber: number
-  from: string
-  to: string
-  amount: bigint
+/** A token transfer to the deposit address, as recorded and credited. */
+export interface Deposit extends TokenTransfer {
   /** The account credited, or to credit; absent while the sender is not linked */
   accountId?: string
   state: DepositState
