@@ -40,6 +40,13 @@ export interface RssWindow {
   kernelCpuSeconds: number
   /** Length of the window, seconds */
   wallSeconds: number
+  /**
+   * CPU time (user + system) of the watched process's threads in the window, seconds, summed by
+   * thread name: Node names its main thread `MainThread`, V8's helper threads (parallel and
+   * concurrent garbage collection, background compilation) `V8Worker`, libuv's pool (file
+   * writes) `libuv-worker`, and `worker_threads` workers `WorkerThread`
+   */
+  threads: Record<string, number>
 }
 
 /**
@@ -104,6 +111,43 @@ export function readCpuSeconds (pid: number): { user: number, sys: number } | un
   return { user: Number(fields[11]) / TICKS_PER_SECOND, sys: Number(fields[12]) / TICKS_PER_SECOND }
 }
 
+/**
+ * CPU time of every thread of `pid` (user + system, seconds), keyed by thread id; each entry
+ * carries the thread's name. Threads that ended meanwhile are missing (their time is not lost
+ * from the process total, only from this breakdown).
+ */
+export function readThreadCpuSeconds (pid: number): Map<string, { name: string, seconds: number }> {
+  const out = new Map<string, { name: string, seconds: number }>()
+  let tids: string[]
+  try {
+    tids = readdirSync(`/proc/${pid}/task`)
+  } catch {
+    return out
+  }
+  for (const tid of tids) {
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+    } catch {
+      continue
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    out.set(tid, { name, seconds: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND })
+  }
+  return out
+}
+
+/** The CPU time each thread name spent between two {@link readThreadCpuSeconds} readings. */
+export function threadCpuByName (before: Map<string, { name: string, seconds: number }>, after: Map<string, { name: string, seconds: number }>): Record<string, number> {
+  const byName: Record<string, number> = {}
+  for (const [tid, { name, seconds }] of after) {
+    const spent = seconds - (before.get(tid)?.seconds ?? 0)
+    byName[name] = (byName[name] ?? 0) + spent
+  }
+  return byName
+}
+
 /** VmRSS and VmHWM of `pid` in bytes, or undefined once the process is gone. */
 export function readMemory (pid: number): { rss: number, hwm: number } | undefined {
   let status: string
@@ -141,6 +185,7 @@ export class ProcessSampler {
   #selfAtStart: NodeJS.CpuUsage = { user: 0, system: 0 }
   #machineAtStart = 0
   #userlandAtStart = { others: 0, all: 0 }
+  #threadsAtStart = new Map<string, { name: string, seconds: number }>()
   #startedAt = 0
 
   constructor (pid: number, intervalMs = RSS_SAMPLE_INTERVAL_MS) {
@@ -156,6 +201,7 @@ export class ProcessSampler {
     this.#selfAtStart = process.cpuUsage()
     this.#machineAtStart = readMachineBusySeconds()
     this.#userlandAtStart = readUserlandCpuSeconds([this.#pid, process.pid])
+    this.#threadsAtStart = readThreadCpuSeconds(this.#pid)
     this.#startedAt = performance.now()
     this.#sample()
     this.#timer = setInterval(() => { this.#sample() }, this.#intervalMs)
@@ -166,6 +212,7 @@ export class ProcessSampler {
     this.#sample()
     const memory = readMemory(this.#pid)
     const cpu = readCpuSeconds(this.#pid)
+    const threads = threadCpuByName(this.#threadsAtStart, readThreadCpuSeconds(this.#pid))
     const self = process.cpuUsage(this.#selfAtStart)
     const machine = readMachineBusySeconds() - this.#machineAtStart
     const userland = readUserlandCpuSeconds([this.#pid, process.pid])
@@ -182,7 +229,8 @@ export class ProcessSampler {
       selfCpuSeconds,
       otherCpuSeconds: Math.max(0, userland.others - this.#userlandAtStart.others),
       kernelCpuSeconds: Math.max(0, machine - (userland.all - this.#userlandAtStart.all)),
-      wallSeconds: (performance.now() - this.#startedAt) / 1000
+      wallSeconds: (performance.now() - this.#startedAt) / 1000,
+      threads
     }
   }
 
