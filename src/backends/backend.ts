@@ -34,6 +34,13 @@ export interface BackendPutOptions extends AbortOptions {
    * content's hash from computing it again. Returns undefined when it does not have it.
    */
   sha256?: () => string | undefined
+  /**
+   * Told, optionally, that the backend will never read a chunk of the source again (its bytes are
+   * written or copied): the caller may then free the chunk's memory at once instead of leaving it
+   * to the garbage collector. A backend calls it at most once per chunk, with the very object the
+   * source yielded, and never touches the chunk afterwards; one that never calls it is correct.
+   */
+  release?: (chunk: Uint8Array) => void
 }
 
 export interface BackendPutResult {

@@ -63,13 +63,19 @@ export async function ingest (source: AsyncIterable<Uint8Array>, options: Ingest
   signal?.addEventListener('abort', onAbort, { once: true })
 
   const digests: Digests = { size: 0, md5: '', sha256: '' }
-  const hashed = hashAndLimit(source, digests, { expectedSize, maxSize, signal: controller.signal, pool: options.digestPool })
+  const blocks = new OwnedBlocks(backends.length)
+  const hashed = hashAndLimit(source, digests, { expectedSize, maxSize, signal: controller.signal, pool: options.digestPool, blocks })
   const feeds = fanOut(hashed, backends.length, controller.signal)
 
   const settled = await Promise.allSettled(backends.map(async (backend, i) => {
     try {
       // the digests are set before a feed ends (hashAndLimit): a backend may use them then
-      return await backend.put(feeds[i] as AsyncIterable<Uint8Array>, { signal: controller.signal, size: expectedSize, sha256: () => digests.sha256 === '' ? undefined : digests.sha256 })
+      return await backend.put(feeds[i] as AsyncIterable<Uint8Array>, {
+        signal: controller.signal,
+        size: expectedSize,
+        sha256: () => digests.sha256 === '' ? undefined : digests.sha256,
+        release: blocks.release
+      })
     } catch (err) {
       // one backend failing stops the others: a fan-out is all or nothing
       controller.abort(err)
@@ -103,6 +109,44 @@ interface LimitOptions {
   maxSize: number
   signal: AbortSignal
   pool: DigestPool | undefined
+  blocks: OwnedBlocks
+}
+
+/**
+ * The blocks the ingest cuts the body into (fresh 1 MiB buffers, see StreamDigester), freed as
+ * soon as every backend has released them (`BackendPutOptions.release`) rather than when the
+ * garbage collector gets to them. A block lives only while it is in flight, but long enough for
+ * V8 to promote it to the old generation, whose memory comes back only with a full collection:
+ * on a large upload that made many full collections and kept a hundred MiB of dead blocks in
+ * memory between them. Freeing detaches the buffer, so a reader that broke the contract would
+ * see zero bytes, never other data. Chunks the ingest did not allocate (a small body passes the
+ * socket's own chunks through) are never freed here.
+ */
+class OwnedBlocks {
+  readonly #consumers: number
+  /** Releases still awaited per block (weak: a backend that never releases holds nothing) */
+  readonly #awaited = new WeakMap<Uint8Array, number>()
+
+  constructor (consumers: number) {
+    this.#consumers = consumers
+  }
+
+  own (block: Uint8Array): Uint8Array {
+    this.#awaited.set(block, this.#consumers)
+    return block
+  }
+
+  readonly release = (chunk: Uint8Array): void => {
+    const awaited = this.#awaited.get(chunk)
+    if (awaited === undefined) return
+    if (awaited > 1) {
+      this.#awaited.set(chunk, awaited - 1)
+      return
+    }
+    this.#awaited.delete(chunk)
+    const buffer = chunk.buffer
+    if (buffer instanceof ArrayBuffer && !buffer.detached) buffer.transfer(0)
+  }
 }
 
 async function * hashAndLimit (source: AsyncIterable<Uint8Array>, out: Digests, options: LimitOptions): AsyncGenerator<Uint8Array> {
@@ -117,7 +161,7 @@ async function * hashAndLimit (source: AsyncIterable<Uint8Array>, out: Digests, 
       if (options.signal.aborted) throw new AbortedError()
       size += chunk.byteLength
       if (digester !== undefined) {
-        for (const block of await digester.push(chunk)) yield block
+        for (const block of await digester.push(chunk)) yield options.blocks.own(block)
       } else {
         md5?.update(chunk)
         sha256?.update(chunk)
@@ -133,7 +177,7 @@ async function * hashAndLimit (source: AsyncIterable<Uint8Array>, out: Digests, 
     out.md5 = digests.md5
     out.sha256 = digests.sha256
     finished = true
-    if (last !== undefined) yield last
+    if (last !== undefined) yield options.blocks.own(last)
   } catch (err) {
     if (err instanceof AtlasError) throw err
     if (isAbortError(err)) throw new AbortedError('The client closed the connection during the upload', { cause: err })

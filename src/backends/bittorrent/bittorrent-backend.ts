@@ -374,7 +374,7 @@ export class BitTorrentBackend implements StorageBackend {
       signal.throwIfAborted()
       handle = await open(temporary, 'wx')
       const hasher = new TorrentHasher({ expectedSize: options.size, sha256: options.sha256 === undefined })
-      await writeAndHash(handle, abortable(source, signal), hasher)
+      await writeAndHash(handle, abortable(source, signal), hasher, options.release)
       await handle.close()
       handle = undefined
       const hashes = hasher.finish()
@@ -811,7 +811,7 @@ export class BitTorrentBackend implements StorageBackend {
  * Copy `source` into `handle` while hashing it: one batch is written (on libuv's thread pool)
  * while the next is pulled and hashed (on this thread), so the two overlap.
  */
-async function writeAndHash (handle: FileHandle, source: AsyncIterable<Uint8Array>, hasher: TorrentHasher): Promise<void> {
+async function writeAndHash (handle: FileHandle, source: AsyncIterable<Uint8Array>, hasher: TorrentHasher, release?: (chunk: Uint8Array) => void): Promise<void> {
   let batch: Uint8Array[] = []
   let batchBytes = 0
   let inFlight: Promise<void> | undefined
@@ -823,7 +823,7 @@ async function writeAndHash (handle: FileHandle, source: AsyncIterable<Uint8Arra
       batchBytes += chunk.byteLength
       if (batchBytes >= WRITE_BATCH_BYTES) {
         await inFlight
-        inFlight = writeAll(handle, batch)
+        inFlight = writeAll(handle, batch, release)
         // handled here so that a failing write is not reported as unhandled while the loop waits
         // on the source; the error still surfaces at the next `await inFlight`
         inFlight.catch(() => {})
@@ -832,15 +832,18 @@ async function writeAndHash (handle: FileHandle, source: AsyncIterable<Uint8Arra
       }
     }
     await inFlight
-    if (batch.length > 0) await writeAll(handle, batch)
+    if (batch.length > 0) await writeAll(handle, batch, release)
   } finally {
     // never return (and let the file be closed and deleted) while a write is still running
     await inFlight?.catch(() => {})
   }
 }
 
-/** Write all of `chunks` at the file position, however many `writev` calls it takes. */
-async function writeAll (handle: FileHandle, chunks: Uint8Array[]): Promise<void> {
+/**
+ * Write all of `chunks` at the file position, however many `writev` calls it takes, then hand
+ * each chunk to `release`.
+ */
+async function writeAll (handle: FileHandle, chunks: Uint8Array[], release?: (chunk: Uint8Array) => void): Promise<void> {
   let pending = chunks
   while (pending.length > 0) {
     let { bytesWritten } = await handle.writev(pending)
@@ -855,6 +858,8 @@ async function writeAll (handle: FileHandle, chunks: Uint8Array[]): Promise<void
     }
     pending = rest
   }
+  // every byte is in the file, and the hasher took its share when the chunk arrived
+  if (release !== undefined) for (const chunk of chunks) release(chunk)
 }
 
 /** The caller's SHA-256 of the source (see BackendPutOptions.sha256), which it must have by now. */

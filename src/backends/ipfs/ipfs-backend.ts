@@ -262,10 +262,10 @@ export class IpfsBackend implements StorageBackend {
   async put (source: AsyncIterable<Uint8Array>, options: BackendPutOptions = {}): Promise<BackendPutResult> {
     const running = this.#state()
     const signal = linkSignal(running.stopping.signal, options.signal)
-    return this.#trackWrite(running, this.#put(running, source, signal))
+    return this.#trackWrite(running, this.#put(running, source, signal, options.release))
   }
 
-  async #put (running: Running, source: AsyncIterable<Uint8Array>, signal: AbortSignal): Promise<BackendPutResult> {
+  async #put (running: Running, source: AsyncIterable<Uint8Array>, signal: AbortSignal, release?: (chunk: Uint8Array) => void): Promise<BackendPutResult> {
     const { helia, pins, blocks } = running
     const guard = this.#guard
     /** Every block the import wrote or found present, held until retained or given up */
@@ -296,7 +296,7 @@ export class IpfsBackend implements StorageBackend {
     }
 
     try {
-      const root = await importUnixfs(abortable(source, signal, n => { size += n }), store)
+      const root = await importUnixfs(abortable(source, signal, n => { size += n }), store, {}, release)
       const result = await this.#mutex.run(async () => {
         signal.throwIfAborted()
         const dag = await dagBlocks(blocks, root, { signal })

@@ -26,8 +26,10 @@
 import { importFile } from 'ipfs-unixfs-importer'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { balanced } from 'ipfs-unixfs-importer/layout'
-import type { ImporterOptions, WritableStorage } from 'ipfs-unixfs-importer'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { sha256 } from 'multiformats/hashes/sha2'
+import type { BufferImporter, ImporterOptions, WritableStorage } from 'ipfs-unixfs-importer'
 
 /** Name of the IPIP-499 CID profile Atlas follows. */
 export const UNIXFS_PROFILE_NAME = 'unixfs-v1-2025'
@@ -72,7 +74,32 @@ export function unixfsImporterOptions (params: UnixfsLayoutParams = {}): Importe
  *
  * @returns the root CID
  */
-export async function importUnixfs (source: AsyncIterable<Uint8Array>, blockstore: WritableStorage, params: UnixfsLayoutParams = {}): Promise<CID> {
-  const { cid } = await importFile({ content: source }, blockstore, unixfsImporterOptions(params))
+export async function importUnixfs (source: AsyncIterable<Uint8Array>, blockstore: WritableStorage, params: UnixfsLayoutParams = {}, release?: (chunk: Uint8Array) => void): Promise<CID> {
+  const options = unixfsImporterOptions(params)
+  if (release !== undefined && options.rawLeaves === true) options.bufferImporter = releasingLeafImporter(release)
+  const { cid } = await importFile({ content: source }, blockstore, options)
   return cid
 }
+
+/**
+ * The importer's leaf step for the profile's raw leaves (what its default does with `rawLeaves`:
+ * CIDv1, `raw` codec, sha2-256, one block per chunk), that also hands every chunk to `release`
+ * once its block is written: the importer never reads a leaf's bytes again after that (its
+ * result carries the size, computed before the release, and no bytes). With chunks of exactly
+ * the leaf size the chunker passes the source's own objects through, so `release` gets those.
+ */
+function releasingLeafImporter (release: (chunk: Uint8Array) => void): BufferImporter {
+  return async function * (file, blockstore) {
+    for await (const chunk of file.content) {
+      yield async () => {
+        const size = BigInt(chunk.byteLength)
+        const cid = CID.createV1(raw.code, await sha256.digest(chunk))
+        await blockstore.put(cid, chunk)
+        release(chunk)
+        return { cid, size, block: EMPTY }
+      }
+    }
+  }
+}
+
+const EMPTY = new Uint8Array(0)

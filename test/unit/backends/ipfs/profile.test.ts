@@ -154,6 +154,55 @@ describe('UnixFS import profile', () => {
   })
 })
 
+describe('UnixFS import with release (the ingest\'s path: chunks freed once their block is written)', () => {
+  /**
+   * Import `bytes` cut into fresh buffers of the chunk size (as the ingest hands them over), with
+   * a release that frees each chunk as the ingest does (the buffer is detached: any later read
+   * sees zero bytes). Checks that every chunk is released once, and only after its block is stored.
+   */
+  async function releasedImport (bytes: Uint8Array, params: UnixfsLayoutParams = {}): Promise<CID> {
+    const chunkSize = params.chunkSize ?? UNIXFS_CHUNK_SIZE
+    const chunks: Uint8Array[] = []
+    for (let i = 0; i < bytes.byteLength; i += chunkSize) chunks.push(Uint8Array.from(bytes.subarray(i, i + chunkSize)))
+    const stored = new Map<string, Uint8Array>()
+    const released = new Set<Uint8Array>()
+    const root = await importUnixfs((async function * () { yield * chunks })(), {
+      put: async (cid, block) => {
+        // a copy: the store must not depend on the chunk's memory outliving the put
+        stored.set(cid.toString(), Uint8Array.from(block as Uint8Array))
+        return cid
+      }
+    }, params, (chunk) => {
+      expect(released.has(chunk), 'released twice').toBe(false)
+      expect(chunks.includes(chunk), 'released something that is not a source chunk').toBe(true)
+      // its block is stored by now, under the CID of its bytes
+      expect([...stored.values()].some((b) => b.byteLength === chunk.byteLength && Buffer.from(b).equals(chunk))).toBe(true)
+      released.add(chunk)
+      const buffer = chunk.buffer as ArrayBuffer
+      buffer.transfer(0)
+    })
+    expect(released.size).toBe(chunks.length)
+    return root
+  }
+
+  const sizes: Array<[string, number, UnixfsLayoutParams]> = [
+    ['1 byte', 1, {}],
+    ['1 MiB', MiB, {}],
+    ['1 MiB + 1', MiB + 1, {}],
+    ['3.5 MiB', 3.5 * MiB, {}],
+    ['1025 leaves at width 1024 (two levels)', 1025 * 1024 + 5, { chunkSize: 1024, maxLinks: 1024 }],
+    ['a ragged tree at width 5', 1000, { chunkSize: 3, maxLinks: 5 }],
+    ['a single chunk', 10, { chunkSize: 16, maxLinks: 4 }]
+  ]
+  for (const [label, size, params] of sizes) {
+    it(`matches ipfs-car for ${label}`, async () => {
+      const bytes = randomBytes(size)
+      const expected = (await ipfsCarCid(fromBytes(bytes), Object.keys(params).length === 0 ? undefined : params)).toString()
+      expect((await releasedImport(bytes, params)).toString()).toBe(expected)
+    })
+  }
+})
+
 async function collectAll (source: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {
   const out: Uint8Array[] = []
   for await (const chunk of source) out.push(chunk)
