@@ -20,8 +20,11 @@ export const DIGEST_MAX_IN_FLIGHT = 4 * DIGEST_BATCH
  * every worker costs an isolate's memory.
  */
 export const DIGEST_WORKERS = 1
-/** Copy buffers kept for reuse: the in-flight bound's worth, and a few more */
-const SPARE_BUFFERS = 8
+/**
+ * Shared-memory slots per worker, each {@link DIGEST_BATCH} bytes: the bound on one session's
+ * in-flight bytes, and as much again for other uploads digesting at the same time
+ */
+export const DIGEST_SLOTS = 2 * (DIGEST_MAX_IN_FLIGHT / DIGEST_BATCH)
 
 export interface Digests {
   md5: string
@@ -31,8 +34,8 @@ export interface Digests {
 interface Reply {
   id: number
   op: 'ack' | 'done'
+  slot?: number
   bytes?: number
-  buf?: ArrayBuffer
   md5?: string
   sha256?: string
 }
@@ -44,31 +47,74 @@ interface SessionState {
   fail: ((err: Error) => void) | undefined
 }
 
+/**
+ * One worker and the slots it reads from. A block is copied into a free slot and the worker is
+ * told the slot's number: the memory is shared from the start, so nothing is allocated, moved
+ * or cloned per block (moving a fresh `ArrayBuffer` to the worker and back for every MiB made
+ * garbage that only V8's full collections reclaimed).
+ */
+class DigestWorker {
+  readonly worker: Worker
+  readonly #slots: Buffer[]
+  readonly #free: number[]
+  readonly #waiting: Array<() => void> = []
+
+  constructor (onReply: (reply: Reply) => void, onError: (err: Error) => void) {
+    const memory = Array.from({ length: DIGEST_SLOTS }, () => new SharedArrayBuffer(DIGEST_BATCH))
+    this.#slots = memory.map((m) => Buffer.from(m))
+    this.#free = memory.map((_, i) => i)
+    this.worker = new Worker(new URL('./digest-worker.mjs', import.meta.url), { workerData: { slots: memory } })
+    this.worker.unref()
+    this.worker.on('message', (reply: Reply) => {
+      if (reply.op === 'ack' && reply.slot !== undefined) this.#freeSlot(reply.slot)
+      onReply(reply)
+    })
+    this.worker.on('error', onError)
+  }
+
+  /** Copy `block` into a free slot (waiting for one) and have the worker hash it for session `id`. */
+  async send (id: number, block: Uint8Array, failed: () => Error | undefined): Promise<void> {
+    while (this.#free.length === 0) {
+      const error = failed()
+      if (error !== undefined) throw error
+      await new Promise<void>((resolve) => { this.#waiting.push(resolve) })
+    }
+    const slot = this.#free.pop() as number
+    ;(this.#slots[slot] as Buffer).set(block)
+    this.worker.postMessage({ id, op: 'update', slot, length: block.byteLength })
+  }
+
+  /** Wake everything waiting for a slot (the worker failed: they must see the error). */
+  wakeAll (): void {
+    for (const wake of this.#waiting.splice(0)) wake()
+  }
+
+  #freeSlot (slot: number): void {
+    this.#free.push(slot)
+    this.#waiting.shift()?.()
+  }
+}
+
 export class DigestPool {
   private readonly size: number
-  private readonly workers: Worker[] = []
+  private readonly workers: DigestWorker[] = []
   private readonly sessions = new Map<number, SessionState>()
   private nextId = 1
   private nextWorker = 0
   private closed = false
-  /** Buffers the workers handed back, for the next copies */
-  private readonly spare: Buffer[] = []
 
   constructor (size = DIGEST_WORKERS) {
     this.size = size
   }
 
-  private worker (): Worker {
+  private worker (): DigestWorker {
     if (this.closed) throw new AtlasError('ServiceUnavailable', 'The server is shutting down')
     if (this.workers.length < this.size) {
-      const worker = new Worker(new URL('./digest-worker.mjs', import.meta.url))
-      worker.unref()
-      worker.on('message', (reply: Reply) => { this.onReply(reply) })
-      worker.on('error', (err) => { this.onWorkerError(worker, err) })
+      const worker: DigestWorker = new DigestWorker((reply) => { this.onReply(reply) }, (err) => { this.onWorkerError(worker, err) })
       this.workers.push(worker)
       return worker
     }
-    const worker = this.workers[this.nextWorker % this.workers.length] as Worker
+    const worker = this.workers[this.nextWorker % this.workers.length] as DigestWorker
     this.nextWorker++
     return worker
   }
@@ -77,7 +123,6 @@ export class DigestPool {
     const state = this.sessions.get(reply.id)
     if (state === undefined) return
     if (reply.op === 'ack') {
-      if (reply.buf !== undefined && this.spare.length < SPARE_BUFFERS) this.spare.push(Buffer.from(reply.buf))
       state.inFlight -= reply.bytes ?? 0
       state.wake?.()
     } else {
@@ -86,9 +131,10 @@ export class DigestPool {
     }
   }
 
-  private onWorkerError (worker: Worker, err: Error): void {
+  private onWorkerError (worker: DigestWorker, err: Error): void {
     this.workers.splice(this.workers.indexOf(worker), 1)
     for (const state of this.sessions.values()) state.fail?.(err)
+    worker.wakeAll()
   }
 
   /** Start digesting one body. */
@@ -97,31 +143,24 @@ export class DigestPool {
     const id = this.nextId++
     const state: SessionState = { inFlight: 0, wake: undefined, done: undefined, fail: undefined }
     this.sessions.set(id, state)
-    return new DigestSession(id, worker, state, () => { this.sessions.delete(id) }, () => this.spareBuffer())
-  }
-
-  /** A transferable buffer of {@link DIGEST_BATCH} bytes (its ArrayBuffer is its own) */
-  spareBuffer (): Buffer {
-    return this.spare.pop() ?? Buffer.allocUnsafeSlow(DIGEST_BATCH)
+    return new DigestSession(id, worker, state, () => { this.sessions.delete(id) })
   }
 
   async close (): Promise<void> {
     this.closed = true
-    await Promise.all(this.workers.splice(0).map(async (w) => await w.terminate()))
+    await Promise.all(this.workers.splice(0).map(async (w) => await w.worker.terminate()))
   }
 }
 
 export class DigestSession {
   private readonly id: number
-  private readonly worker: Worker
+  private readonly worker: DigestWorker
   private readonly state: SessionState
   private readonly forget: () => void
-  private readonly spare: () => Buffer
   private error: Error | undefined
 
-  constructor (id: number, worker: Worker, state: SessionState, forget: () => void, spare: () => Buffer) {
+  constructor (id: number, worker: DigestWorker, state: SessionState, forget: () => void) {
     this.id = id
-    this.spare = spare
     this.worker = worker
     this.state = state
     this.forget = forget
@@ -131,14 +170,8 @@ export class DigestSession {
   /** Hash a block (copied: the caller keeps it). */
   async update (batch: Uint8Array): Promise<void> {
     if (this.error !== undefined) throw this.error
-    // the worker gets its own copy, in a buffer that travels there and back (moved, not
-    // cloned) and is reused: the block itself stays with the backends, whose lifetime for it
-    // is theirs to decide
-    const copy = this.spare()
-    copy.set(batch)
-    const buf = copy.buffer as ArrayBuffer
     this.state.inFlight += batch.byteLength
-    this.worker.postMessage({ id: this.id, op: 'update', buf, offset: 0, length: batch.byteLength }, [buf])
+    await this.worker.send(this.id, batch, () => this.error)
     while (this.state.inFlight > DIGEST_MAX_IN_FLIGHT && this.error === undefined) {
       await new Promise<void>((resolve) => { this.state.wake = resolve })
     }
@@ -151,14 +184,14 @@ export class DigestSession {
       this.state.done = resolve
       this.state.fail = reject
     })
-    this.worker.postMessage({ id: this.id, op: 'end' })
+    this.worker.worker.postMessage({ id: this.id, op: 'end' })
     return await result
   }
 
   /** Forget the session (an upload that failed). */
   drop (): void {
     this.forget()
-    this.worker.postMessage({ id: this.id, op: 'drop' })
+    this.worker.worker.postMessage({ id: this.id, op: 'drop' })
   }
 }
 

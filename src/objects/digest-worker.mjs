@@ -2,11 +2,13 @@
 // bodies, off the main thread. Plain JavaScript on purpose: a worker that loads a .ts file also
 // loads Node's type-stripping compiler into its isolate, tens of MiB for two hash functions.
 //
-// Messages in:  { id, op: 'update', buf, offset, length } (buf transferred), { id, op: 'end' }, { id, op: 'drop' }
-// Messages out: { id, op: 'ack', bytes, buf } (buf transferred back for reuse), { id, op: 'done', md5, sha256 }
+// workerData: { slots: SharedArrayBuffer[] }, the memory the blocks come in (shared, reused).
+// Messages in:  { id, op: 'update', slot, length }, { id, op: 'end' }, { id, op: 'drop' }
+// Messages out: { id, op: 'ack', slot, bytes } (the slot is free again), { id, op: 'done', md5, sha256 }
 import { createHash } from 'node:crypto'
-import { parentPort } from 'node:worker_threads'
+import { parentPort, workerData } from 'node:worker_threads'
 
+const slots = workerData.slots.map((memory) => new Uint8Array(memory))
 const sessions = new Map()
 
 parentPort.on('message', (message) => {
@@ -20,10 +22,11 @@ parentPort.on('message', (message) => {
     sessions.set(message.id, session)
   }
   if (message.op === 'update') {
-    const view = new Uint8Array(message.buf, message.offset, message.length)
+    const view = slots[message.slot].subarray(0, message.length)
     session.md5.update(view)
     session.sha256.update(view)
-    parentPort.postMessage({ id: message.id, op: 'ack', bytes: message.length, buf: message.buf }, [message.buf])
+    // from here on the main thread may overwrite the slot
+    parentPort.postMessage({ id: message.id, op: 'ack', slot: message.slot, bytes: message.length })
   } else if (message.op === 'end') {
     sessions.delete(message.id)
     parentPort.postMessage({ id: message.id, op: 'done', md5: session.md5.digest('hex'), sha256: session.sha256.digest('hex') })
