@@ -242,6 +242,23 @@ export class ProcessSampler {
   }
 }
 
+/**
+ * Drop the kernel's clean page cache (after a `sync`, every cached page is clean), so that every
+ * transfer starts from the same cache state: on the 2-CPU runner writing costs the kernel more
+ * the more the cache holds (up to a second of system time per 256 MiB), which otherwise favours
+ * whichever side of a pair runs after the other side's files were deleted.
+ *
+ * @returns false when not permitted (not root): the run then goes on with the cache as it is
+ */
+export function dropPageCache (): boolean {
+  try {
+    writeFileSync('/proc/sys/vm/drop_caches', '1')
+    return true
+  } catch {
+    return false
+  }
+}
+
 /** Length of one look at the machine's load by {@link waitForQuiet}. */
 const QUIET_PROBE_MS = 500
 
