@@ -253,6 +253,24 @@ export class StreamDigester {
   }
 }
 
+/** Freed blocks' memory kept for the next ones: a few uploads' worth in flight */
+export const SPARE_BLOCKS = 16
+const spareBlocks: ArrayBuffer[] = []
+
 function newBlock (): Buffer {
-  return Buffer.allocUnsafeSlow(DIGEST_BATCH)
+  const spare = spareBlocks.pop()
+  return spare === undefined ? Buffer.allocUnsafeSlow(DIGEST_BATCH) : Buffer.from(spare)
+}
+
+/**
+ * Take back a block nobody reads any more (every backend has released it). Its memory moves to a
+ * new `ArrayBuffer` kept for a later block, and the old one is detached, so that any view still
+ * around sees zero bytes rather than a later block's data. Blocks of another size are only
+ * detached.
+ */
+export function recycleBlock (block: Uint8Array): void {
+  const buffer = block.buffer
+  if (!(buffer instanceof ArrayBuffer) || buffer.detached) return
+  if (buffer.byteLength === DIGEST_BATCH && spareBlocks.length < SPARE_BLOCKS) spareBlocks.push(buffer.transfer())
+  else buffer.transfer(0)
 }

@@ -9,7 +9,7 @@ import type { BackendName, StorageBackend } from '../backends/backend.ts'
 import { canonicalIdFromSha256 } from '../core/content-id.ts'
 import { AbortedError, AtlasError, isAbortError } from '../core/errors.ts'
 import { checkLength, fanOut } from '../core/streams.ts'
-import { StreamDigester, type DigestPool } from './digest-pool.ts'
+import { recycleBlock, StreamDigester, type DigestPool } from './digest-pool.ts'
 import type { ContentLocation } from '../metadata/store.ts'
 
 export interface IngestOptions {
@@ -113,14 +113,15 @@ interface LimitOptions {
 }
 
 /**
- * The blocks the ingest cuts the body into (fresh 1 MiB buffers, see StreamDigester), freed as
- * soon as every backend has released them (`BackendPutOptions.release`) rather than when the
- * garbage collector gets to them. A block lives only while it is in flight, but long enough for
- * V8 to promote it to the old generation, whose memory comes back only with a full collection:
- * on a large upload that made many full collections and kept a hundred MiB of dead blocks in
- * memory between them. Freeing detaches the buffer, so a reader that broke the contract would
- * see zero bytes, never other data. Chunks the ingest did not allocate (a small body passes the
- * socket's own chunks through) are never freed here.
+ * The blocks the ingest cuts the body into (1 MiB buffers, see StreamDigester), freed as soon as
+ * every backend has released them (`BackendPutOptions.release`), their memory kept for the next
+ * blocks, rather than left to the garbage collector. A block lives only while it is in flight,
+ * but long enough for V8 to promote it to the old generation, whose memory comes back only with
+ * a full collection: on a large upload that made many full collections and kept a hundred MiB of
+ * dead blocks in memory between them. Freeing detaches the buffer (its memory moves to a new
+ * one), so a reader that broke the contract would see zero bytes, never another block's data.
+ * Chunks the ingest did not allocate (a small body passes the socket's own chunks through) are
+ * never freed here.
  */
 class OwnedBlocks {
   readonly #consumers: number
@@ -144,8 +145,7 @@ class OwnedBlocks {
       return
     }
     this.#awaited.delete(chunk)
-    const buffer = chunk.buffer
-    if (buffer instanceof ArrayBuffer && !buffer.detached) buffer.transfer(0)
+    recycleBlock(chunk)
   }
 }
 
