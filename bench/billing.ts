@@ -8,20 +8,19 @@
  *
  * A report, not a test: exits non-zero only when a request fails or a body is wrong.
  */
-import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { Agent, request, type IncomingMessage } from 'node:http'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseArgs, promisify } from 'node:util'
-import { AtlasServer, createAccount, type Account } from './server.ts'
+import { parseArgs } from 'node:util'
+import { AtlasServer, createAccount, creditAccount, type Account } from './server.ts'
+import { median } from './stats.ts'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const TARGET_BILLING_RATIO = 0.9
 const CONCURRENCY = 32
-const execFileAsync = promisify(execFile)
 
 const { values } = parseArgs({
   options: {
@@ -63,7 +62,7 @@ async function start (name: 'on' | 'off'): Promise<Side> {
   const account = await createAccount(ROOT, server.env, `bench-billing-${name}`)
   if (name === 'on') {
     // plenty for the run: egress of a 4 KiB GET at the default fast price is about 0.04 BTT
-    await execFileAsync(process.execPath, [join(ROOT, 'src/cli.ts'), 'accounts', 'credit', account.id, '100000000', '--reason', 'billing bench'], { cwd: ROOT, env: server.env })
+    await creditAccount(ROOT, server.env, account.id, '100000000', 'billing bench')
   }
   const base = new URL(server.url)
   if ((await send(base, 'PUT', '/v1/buckets/bench', account.token)).status !== 201) throw new Error(`${name}: could not create the bucket`)
@@ -91,12 +90,6 @@ async function getAll (side: Side): Promise<number> {
     if (res.status !== 200) throw new Error(`${side.name}: GET k${i}: ${res.status}`)
     if (res.sha256 !== expected[i]) throw new Error(`${side.name}: GET k${i} returned other bytes`)
   }))
-}
-
-function median (xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const mid = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[mid] as number : ((s[mid - 1] as number) + (s[mid] as number)) / 2
 }
 
 async function main (): Promise<void> {

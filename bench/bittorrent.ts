@@ -53,8 +53,9 @@ import bencode from 'bencode'
 import { Server as TrackerServer } from 'bittorrent-tracker'
 import { canonicalIdFromSha256 } from '../src/core/content-id.ts'
 import { MiB, payloadBytes, payloadSha256, type Payload } from './bytes.ts'
+import { median, mibps, round } from './stats.ts'
 import { jsonRequest, uploadPayload } from './client.ts'
-import { ProcessSampler, waitForQuiet, type RssWindow } from './proc.ts'
+import { childrenCpuSeconds, ProcessSampler, waitForQuiet, type RssWindow } from './proc.ts'
 import { formatSummary, monotonicUs, readProfile, summariseProfile, type ProfileWindow } from './profile-summary.ts'
 import { AtlasServer, createAccount, freePort } from './server.ts'
 
@@ -156,20 +157,6 @@ function log (line: string): void {
   process.stderr.write(`bench bt: ${line}\n`)
 }
 
-function mibps (bytes: number, ms: number): number {
-  return bytes / MiB / (ms / 1000)
-}
-
-function median (values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[mid] as number : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
-}
-
-function round (n: number | undefined, digits = 1): number | null {
-  return n === undefined || Number.isNaN(n) ? null : Number(n.toFixed(digits))
-}
-
 function disturbed (w: RssWindow): boolean {
   return w.otherCpuSeconds > DISTURBED_SHARE * w.wallSeconds
 }
@@ -225,13 +212,6 @@ function readWchar (pid: number): number | undefined {
   } catch {
     return undefined
   }
-}
-
-/** CPU seconds of this process's reaped children (cutime + cstime), from /proc/self/stat. */
-function childrenCpuSeconds (): number {
-  const stat = readFileSync('/proc/self/stat', 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[13]) + Number(fields[14])) / 100
 }
 
 async function sha256File (path: string): Promise<string> {

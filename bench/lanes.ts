@@ -25,13 +25,12 @@
  * 1 only when the data is wrong (a body whose length or SHA-256 differs from the payload's) or the
  * run fails.
  */
-import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parseArgs, promisify } from 'node:util'
+import { parseArgs } from 'node:util'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
@@ -42,9 +41,7 @@ import {
 } from '../src/billing/lanes.ts'
 import { MiB, payloadBytes, payloadSha256, type Payload } from './bytes.ts'
 import { uploadPayload } from './client.ts'
-import { AtlasServer, createAccount } from './server.ts'
-
-const execFileAsync = promisify(execFile)
+import { AtlasServer, createAccount, creditAccount } from './server.ts'
 
 /** Largest deviation of measured ÷ cap from 1 that meets the target. */
 export const TARGET_CAP_TOLERANCE = 0.10
@@ -242,7 +239,7 @@ async function throughGateway (expected: string, errors: string[]): Promise<Arra
   const runs = []
   try {
     const account = await createAccount(root, server.env, 'bench-lanes')
-    await execFileAsync(process.execPath, [join(root, 'src/cli.ts'), 'accounts', 'credit', account.id, '1000000', '--reason', 'lanes bench'], { cwd: root, env: server.env })
+    await creditAccount(root, server.env, account.id, '1000000', 'lanes bench')
     const made = await fetch(`${server.url}/v1/buckets/lanes`, { method: 'PUT', headers: { authorization: `Bearer ${account.token}` } })
     if (made.status !== 201) throw new Error(`create bucket: ${made.status}`)
     const put = await uploadPayload(`${server.url}/v1/buckets/lanes/objects/payload`, account.token, payload)

@@ -148,6 +148,13 @@ export function threadCpuByName (before: Map<string, { name: string, seconds: nu
   return byName
 }
 
+/** CPU seconds of this process's reaped children (cutime + cstime), from /proc/self/stat. */
+export function childrenCpuSeconds (): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[13]) + Number(fields[14])) / TICKS_PER_SECOND
+}
+
 /** VmRSS and VmHWM of `pid` in bytes, or undefined once the process is gone. */
 export function readMemory (pid: number): { rss: number, hwm: number } | undefined {
   let status: string

@@ -35,6 +35,7 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { canonicalIdFromSha256 } from '../src/core/content-id.ts'
 import { GiB, MiB, payloadSha256, type Payload } from './bytes.ts'
+import { median, mibps, round } from './stats.ts'
 import { downloadAndHash, jsonRequest, uploadPayload } from './client.ts'
 import type { DirectReply, DirectRequest } from './direct.ts'
 import { dropPageCache, ProcessSampler, readMemory, waitForQuiet, type RssWindow } from './proc.ts'
@@ -101,10 +102,6 @@ function fail (message: string): void {
 
 function log (line: string): void {
   process.stderr.write(`bench: ${line}\n`)
-}
-
-function mibps (bytes: number, ms: number): number {
-  return bytes / MiB / (ms / 1000)
 }
 
 function sizeLabel (bytes: number): string {
@@ -373,16 +370,6 @@ interface ReportContext {
   seconds: number
   quietWaitedMs: number
   startedBusy: number
-}
-
-function round (n: number | undefined, digits = 1): number | null {
-  return n === undefined || Number.isNaN(n) ? null : Number(n.toFixed(digits))
-}
-
-function median (values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[mid] as number : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
 }
 
 function windowJson (rss: RssWindow): Record<string, number | null | Record<string, number | null>> {

@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util'
 import { Sha256 } from '@aws-crypto/sha256-js'
 import { SignatureV4 } from '@smithy/signature-v4'
 import { MiB, payloadBytes, type Payload } from './bytes.ts'
+import { median } from './stats.ts'
 import { AtlasServer, createAccount, type Account } from './server.ts'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -94,12 +95,6 @@ function restRequest (account: Account, method: string, path: string, body?: Buf
   const headers: Record<string, string> = { authorization: `Bearer ${account.token}`, ...extra }
   if (body !== undefined) headers['content-length'] = String(body.byteLength)
   return { method, path, headers, body }
-}
-
-function median (xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const mid = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[mid] as number : ((s[mid - 1] as number) + (s[mid] as number)) / 2
 }
 
 async function timedLarge (base: URL, req: Req, payload: Payload | undefined): Promise<{ mibs: number, sha256?: string }> {

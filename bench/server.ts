@@ -77,6 +77,11 @@ export async function createAccount (root: string, env: NodeJS.ProcessEnv, name:
   return account
 }
 
+/** `atlas accounts credit ID BTT --reason REASON`, run as its own process: BTT for a billed bench to spend. */
+export async function creditAccount (root: string, env: NodeJS.ProcessEnv, id: string, btt: string, reason: string): Promise<void> {
+  await execFileAsync(process.execPath, [join(root, 'src/cli.ts'), 'accounts', 'credit', id, btt, '--reason', reason], { cwd: root, env })
+}
+
 /**
  * The Node flags `npm start` gives the server (the `node …` options of package.json's start
  * script), so that the bench measures the server as users run it.

@@ -145,7 +145,7 @@ export async function runCli (argv: string[], out: Out = (l) => { process.stdout
         // every check before the ledger is touched: a refused credit changes nothing
         const amount = parseBtt(amountText)
         if (amount === 0n) throw new AtlasError('InvalidAmount', 'A credit must be more than 0 BTT')
-        if (await metadata.getAccount(id) === null) throw new AtlasError('NoSuchAccount', `No account ${id}`)
+        await requireAccount(metadata, id)
         const billing = openBilling(metadata, config)
         const transactionId = await billing.credit(id, amount, values.reason.trim())
         const balances = await billing.ledger.customerBalances(id)

@@ -8,6 +8,7 @@ import { resolve } from 'node:path'
 import { z } from 'zod'
 import { BACKEND_NAMES } from './backends/backend.ts'
 import { UNITS_PER_BTT, parseBtt } from './billing/amount.ts'
+import { DEFAULT_MEDIUM_LANE_BYTES_PER_SECOND, DEFAULT_SLOW_LANE_BYTES_PER_SECOND, LANE_NAMES } from './billing/lanes.ts'
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
@@ -184,12 +185,12 @@ export const ConfigSchema = z.object({
     /** Throughput cap of each throttled lane in bytes per second */
     lanes: z.object({
       /** @default 1 MiB/s */
-      slow: z.coerce.number().int().positive().default(MiB),
+      slow: z.coerce.number().int().positive().default(DEFAULT_SLOW_LANE_BYTES_PER_SECOND),
       /** @default 10 MiB/s */
-      medium: z.coerce.number().int().positive().default(10 * MiB)
+      medium: z.coerce.number().int().positive().default(DEFAULT_MEDIUM_LANE_BYTES_PER_SECOND)
     }).prefault({}),
     /** The lane of a request that names none and whose key has no default. @default fast */
-    defaultLane: z.enum(['slow', 'medium', 'fast']).default('fast'),
+    defaultLane: z.enum(LANE_NAMES).default('fast'),
     /** Days of storage an upload's account must be able to pay for up front. @default 7 */
     uploadRunwayDays: z.coerce.number().min(0).default(7),
     /** Days an account that ran dry keeps its data before unpaid content is unpinned. @default 14 */

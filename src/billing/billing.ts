@@ -30,7 +30,7 @@ import type { AtlasConfig } from '../config.ts'
 import { AtlasError } from '../core/errors.ts'
 import type { Database } from '../metadata/schema.ts'
 import { UploadIdGenerator } from '../metadata/upload-id.ts'
-import { MAX_AMOUNT, formatBtt } from './amount.ts'
+import { MAX_AMOUNT, ceilDiv, formatBtt } from './amount.ts'
 import { LedgerAccounts } from './ledger.ts'
 import type { Cause, Ledger } from './ledger.ts'
 import { Pricing, STORAGE_DENOMINATOR, type Lane } from './pricing.ts'
@@ -163,10 +163,6 @@ export class Billing {
     this.#releaseContents = init.releaseContents
     this.#now = init.now ?? Date.now
     this.#pool = new SpendPool(this.ledger, this.#owner, this.#log)
-  }
-
-  get owner (): string {
-    return this.#owner
   }
 
   /** Settle what a previous run of this instance left pending, then meter storage periodically. */
@@ -324,9 +320,9 @@ export class Billing {
     if (days === 0) return
     const ms = BigInt(Math.ceil(days * 86_400_000))
     const numerator = await this.#storedNumerator(customerId, ms) + this.pricing.storageNumerator(BigInt(size), ms, this.pricing.storageRate(backends))
-    const required = (numerator + STORAGE_DENOMINATOR - 1n) / STORAGE_DENOMINATOR
+    const required = ceilDiv(numerator, STORAGE_DENOMINATOR)
     if (required === 0n) return
-    const { available } = await this.ledger.customerBalances(customerId)
+    const available = await this.ledger.balance(LedgerAccounts.available(customerId))
     if (available < required) {
       throw new AtlasError('InsufficientFunds', `Account ${customerId} has ${formatBtt(available)} BTT; storing this upload needs ${formatBtt(required)} BTT available (${days} days of storage for everything the account stores)`, {
         details: { balance: available.toString(), required: required.toString() }
@@ -403,7 +399,7 @@ export class Billing {
   /** Cost per day of what the account stores now, in base units (rounded up). */
   async dailyStorageCost (customerId: string): Promise<bigint> {
     const numerator = await this.#storedNumerator(customerId, 86_400_000n)
-    return (numerator + STORAGE_DENOMINATOR - 1n) / STORAGE_DENOMINATOR
+    return ceilDiv(numerator, STORAGE_DENOMINATOR)
   }
 
   /**

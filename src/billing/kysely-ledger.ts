@@ -332,8 +332,8 @@ export class KyselyLedger implements Ledger {
     this.#pendingKnown.push(...missing)
   }
 
-  async #head (trx: Trx, account: string): Promise<{ balance: bigint, seq: number }> {
-    const row = await trx.selectFrom('ledger_postings')
+  async #head (db: Kysely<Database> | Trx, account: string): Promise<{ balance: bigint, seq: number }> {
+    const row = await db.selectFrom('ledger_postings')
       .select(['balance_after', 'account_seq'])
       .where('account_id', '=', account)
       .where('account_seq', 'is not', null)
@@ -345,14 +345,7 @@ export class KyselyLedger implements Ledger {
   }
 
   async #runningBalance (db: Kysely<Database> | Trx, account: string): Promise<bigint> {
-    const row = await db.selectFrom('ledger_postings')
-      .select('balance_after')
-      .where('account_id', '=', account)
-      .where('account_seq', 'is not', null)
-      .orderBy('account_seq', 'desc')
-      .limit(1)
-      .executeTakeFirst()
-    return row === undefined ? 0n : BigInt(row.balance_after ?? '0')
+    return (await this.#head(db, account)).balance
   }
 
   async #load (db: Kysely<Database> | Trx, id: string): Promise<LedgerTransaction | null> {

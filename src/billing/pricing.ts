@@ -9,7 +9,8 @@
  */
 import type { BackendName } from '../backends/backend.ts'
 import type { AtlasConfig } from '../config.ts'
-import { formatBtt } from './amount.ts'
+import { ceilDiv, formatBtt } from './amount.ts'
+import { LANE_NAMES, type LaneName } from './lanes.ts'
 
 export const GiB = 1n << 30n
 
@@ -19,9 +20,9 @@ export const MONTH_MS = 30n * 24n * 3600n * 1000n
 /** Denominator of storage cost numerators: GiB x month-ms */
 export const STORAGE_DENOMINATOR = GiB * MONTH_MS
 
-export type Lane = 'slow' | 'medium' | 'fast'
+export type Lane = LaneName
 
-export const LANES: readonly Lane[] = ['slow', 'medium', 'fast']
+export const LANES: readonly Lane[] = LANE_NAMES
 
 export class Pricing {
   readonly #billing: AtlasConfig['billing']
@@ -46,13 +47,13 @@ export class Pricing {
   storageCost (size: bigint, backends: readonly BackendName[], days: number): bigint {
     const ms = BigInt(Math.ceil(days * 86_400_000))
     const numerator = this.storageNumerator(size, ms, this.storageRate(backends))
-    return (numerator + STORAGE_DENOMINATOR - 1n) / STORAGE_DENOMINATOR
+    return ceilDiv(numerator, STORAGE_DENOMINATOR)
   }
 
   /** Cost of sending `bytes` in `lane`, rounded up to the next unit. */
   egressCost (bytes: bigint, lane: Lane): bigint {
     const numerator = bytes * this.#billing.egressPerGiB[lane]
-    return (numerator + GiB - 1n) / GiB
+    return ceilDiv(numerator, GiB)
   }
 
   get requestFee (): bigint {
@@ -61,7 +62,7 @@ export class Pricing {
 
   /** Throughput cap of a lane in bytes per second; undefined for fast (unthrottled). */
   laneCap (lane: Lane): number | undefined {
-    return lane === 'fast' ? undefined : this.#billing.lanes[lane]
+    return laneCap(this.#billing, lane)
   }
 
   /** The published price list (`GET /v1/pricing`): amounts as base-unit strings and as BTT. */
@@ -87,4 +88,9 @@ export class Pricing {
       graceDays: this.#billing.graceDays
     }
   }
+}
+
+/** Throughput cap of a lane in bytes per second under `billing`; undefined for fast (unthrottled). */
+export function laneCap (billing: AtlasConfig['billing'], lane: Lane): number | undefined {
+  return lane === 'fast' ? undefined : billing.lanes[lane]
 }

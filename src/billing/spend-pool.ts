@@ -25,7 +25,7 @@
 import { AtlasError } from '../core/errors.ts'
 import { formatBtt } from './amount.ts'
 import { LedgerAccounts } from './ledger.ts'
-import type { Cause, Ledger } from './ledger.ts'
+import type { Cause, Hold, Ledger } from './ledger.ts'
 
 /** Responses up to this size draw on a lease instead of a hold of their own */
 export const POOL_RESPONSE_MAX_BYTES = 1024 * 1024
@@ -127,7 +127,7 @@ export class SpendPool {
   }
 
   async #place (name: string, key: PoolKey, cost: bigint, cause: Cause): Promise<Lease> {
-    const { available } = await this.#ledger.customerBalances(key.payer)
+    const available = await this.#ledger.balance(LedgerAccounts.available(key.payer))
     const wanted = cost * BigInt(LEASE_RESPONSES)
     const amount = wanted < available ? wanted : available
     if (amount < cost) {
@@ -135,31 +135,24 @@ export class SpendPool {
         details: { balance: available.toString(), required: cost.toString() }
       })
     }
-    let hold
+    // every attempt has its own key: a retry is another hold, not a replay
+    const place = async (held: bigint): Promise<Hold> => await this.#ledger.placeHold({
+      idempotencyKey: `lease:${this.#owner}:${Date.now().toString(36)}:${++this.#sequence}`,
+      customerId: key.payer,
+      amount: held,
+      revenueAccount: LedgerAccounts.revenue.egress,
+      owner: this.#owner,
+      cause: { ...cause, reason: 'egress lease for small responses' },
+      lane: key.lane,
+      ...(key.bucket === undefined ? {} : { bucket: key.bucket })
+    })
+    let hold: Hold
     try {
-      hold = await this.#ledger.placeHold({
-        idempotencyKey: `lease:${this.#owner}:${Date.now().toString(36)}:${++this.#sequence}`,
-        customerId: key.payer,
-        amount,
-        revenueAccount: LedgerAccounts.revenue.egress,
-        owner: this.#owner,
-        cause: { ...cause, reason: 'egress lease for small responses' },
-        lane: key.lane,
-        ...(key.bucket === undefined ? {} : { bucket: key.bucket })
-      })
+      hold = await place(amount)
     } catch (err) {
       // the balance moved since it was read (another process spent it): lease one response's worth
       if (!(err instanceof AtlasError) || err.code !== 'InsufficientFunds' || amount === cost) throw err
-      hold = await this.#ledger.placeHold({
-        idempotencyKey: `lease:${this.#owner}:${Date.now().toString(36)}:${++this.#sequence}`,
-        customerId: key.payer,
-        amount: cost,
-        revenueAccount: LedgerAccounts.revenue.egress,
-        owner: this.#owner,
-        cause: { ...cause, reason: 'egress lease for small responses' },
-        lane: key.lane,
-        ...(key.bucket === undefined ? {} : { bucket: key.bucket })
-      })
+      hold = await place(cost)
     }
     const lease: Lease = { holdId: hold.id, amount: hold.amount, reserved: 0n, used: 0n, bytes: 0, responses: 0, retired: false, settled: false }
     this.#leases.add(lease)

@@ -17,7 +17,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { Billing } from '../billing/billing.ts'
 import { parseLane, throttle } from '../billing/lanes.ts'
-import type { Lane } from '../billing/pricing.ts'
+import { laneCap, type Lane } from '../billing/pricing.ts'
 import type { AtlasConfig } from '../config.ts'
 
 export interface DeliveryContext {
@@ -47,7 +47,7 @@ export function deliveryFor (request: FastifyRequest, deps: DeliveryDeps, payer:
   const lane = chooseLane(request, deps.config)
   return {
     lane,
-    cap: lane === 'fast' ? undefined : deps.config.billing.lanes[lane],
+    cap: laneCap(deps.config.billing, lane),
     ...(deps.billing === undefined || payer === undefined ? {} : { billing: deps.billing, payer }),
     ...where
   }

@@ -117,10 +117,23 @@ export async function loadOrCreateSecretKey (dataDir: string, configured?: strin
   if (existing !== undefined) return existing
 
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
+  await createFileOnce(path, `${randomBytes(SECRET_KEY_BYTES).toString('base64')}\n`)
+  const key = await readKeyFile(path)
+  if (key === undefined) throw new Error(`${path} vanished while it was being created`)
+  return key
+}
+
+/**
+ * Create `path` holding `contents` (mode 0600) unless it exists: written to a temporary name,
+ * synced, then hard-linked into place. A link never replaces an existing file, so when two
+ * processes race exactly one file wins, whole; the loser's contents are dropped. Read the file
+ * afterwards to get the winner's.
+ */
+export async function createFileOnce (path: string, contents: string): Promise<void> {
   const temporary = `${path}.${randomBytes(8).toString('hex')}.tmp`
   const handle = await open(temporary, 'wx', 0o600)
   try {
-    await handle.writeFile(`${randomBytes(SECRET_KEY_BYTES).toString('base64')}\n`)
+    await handle.writeFile(contents)
     await handle.sync()
   } finally {
     await handle.close()
@@ -128,14 +141,11 @@ export async function loadOrCreateSecretKey (dataDir: string, configured?: strin
   try {
     await link(temporary, path)
   } catch (err) {
-    // Another process linked its key first: use that one
+    // another process linked its file first: that one stands
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
   } finally {
     await unlink(temporary)
   }
-  const key = await readKeyFile(path)
-  if (key === undefined) throw new Error(`${path} vanished while it was being created`)
-  return key
 }
 
 async function readKeyFile (path: string): Promise<Uint8Array | undefined> {

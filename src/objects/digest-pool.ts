@@ -24,7 +24,7 @@ export const DIGEST_WORKERS = 1
  * Shared-memory slots per worker, each {@link DIGEST_BATCH} bytes: the bound on one session's
  * in-flight bytes, and as much again for other uploads digesting at the same time
  */
-export const DIGEST_SLOTS = 2 * (DIGEST_MAX_IN_FLIGHT / DIGEST_BATCH)
+const DIGEST_SLOTS = 2 * (DIGEST_MAX_IN_FLIGHT / DIGEST_BATCH)
 
 export interface Digests {
   md5: string
@@ -80,7 +80,8 @@ class DigestWorker {
       await new Promise<void>((resolve) => { this.#waiting.push(resolve) })
     }
     const slot = this.#free.pop() as number
-    ;(this.#slots[slot] as Buffer).set(block)
+    const memory = this.#slots[slot] as Buffer
+    memory.set(block)
     this.worker.postMessage({ id, op: 'update', slot, length: block.byteLength })
   }
 
@@ -203,12 +204,12 @@ export class DigestSession {
 export class StreamDigester {
   private readonly pool: DigestPool
   private session: DigestSession | undefined
-  private batch: Buffer
+  /** The block being filled: taken when the first byte for it arrives */
+  private batch: Buffer | undefined
   private filled = 0
 
   constructor (pool: DigestPool) {
     this.pool = pool
-    this.batch = newBlock()
   }
 
   /** Add bytes; returns the blocks they completed, each already handed to the worker. */
@@ -216,17 +217,17 @@ export class StreamDigester {
     const full: Buffer[] = []
     let offset = 0
     while (offset < chunk.byteLength) {
+      const batch = this.batch ??= newBlock()
       const n = Math.min(chunk.byteLength - offset, DIGEST_BATCH - this.filled)
-      this.batch.set(chunk.subarray(offset, offset + n), this.filled)
+      batch.set(chunk.subarray(offset, offset + n), this.filled)
       this.filled += n
       offset += n
       if (this.filled === DIGEST_BATCH) {
-        const block = this.batch
-        this.batch = newBlock()
+        this.batch = undefined
         this.filled = 0
         this.session ??= this.pool.session()
-        await this.session.update(block)
-        full.push(block)
+        await this.session.update(batch)
+        full.push(batch)
       }
     }
     return full
@@ -234,7 +235,7 @@ export class StreamDigester {
 
   /** The last, partial block (undefined when the stream ended on a block boundary). */
   rest (): Buffer | undefined {
-    return this.filled === 0 ? undefined : this.batch.subarray(0, this.filled)
+    return this.batch === undefined || this.filled === 0 ? undefined : this.batch.subarray(0, this.filled)
   }
 
   async digest (): Promise<Digests> {
@@ -254,7 +255,7 @@ export class StreamDigester {
 }
 
 /** Freed blocks' memory kept for the next ones: a few uploads' worth in flight */
-export const SPARE_BLOCKS = 16
+const SPARE_BLOCKS = 16
 const spareBlocks: ArrayBuffer[] = []
 
 function newBlock (): Buffer {

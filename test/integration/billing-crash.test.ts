@@ -13,10 +13,9 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { createAccount, type CreatedAccount } from '../../src/accounts/credentials.ts'
 import { UNITS_PER_BTT } from '../../src/billing/amount.ts'
 import { Billing, CHECKPOINT_BYTES } from '../../src/billing/billing.ts'
-import { KyselyLedger } from '../../src/billing/kysely-ledger.ts'
 import { Pricing } from '../../src/billing/pricing.ts'
 import { loadConfig } from '../../src/config.ts'
-import { createMetadataStore, KyselyMetadataStore, loadOrCreateSecretKey } from '../../src/metadata/index.ts'
+import { quietLogger, withLedger } from '../fixtures/ledger.ts'
 import { startServerProcess, type ServerProcess } from '../fixtures/server-process.ts'
 
 const MiB = 1024 * 1024
@@ -25,19 +24,6 @@ const SLOW_LANE_BPS = 8 * MiB
 /** The process is killed once the client has this much of the object */
 const KILL_AFTER = 24 * MiB
 const CREDIT = 1000n * UNITS_PER_BTT
-
-const quietLogger = { info () {}, warn () {}, error () {} }
-
-/** The account's ledger, read from the data dir while no server runs on it. */
-async function withLedger<T> (dataDir: string, fn: (store: KyselyMetadataStore, ledger: KyselyLedger) => Promise<T>): Promise<T> {
-  const store = await createMetadataStore({ dataDir, secretKey: await loadOrCreateSecretKey(dataDir) })
-  if (!(store instanceof KyselyMetadataStore)) throw new Error('expected the SQL store')
-  try {
-    return await fn(store, new KyselyLedger({ db: store.db, dialect: store.dialect }))
-  } finally {
-    await store.close()
-  }
-}
 
 describe('billing: a server killed mid-download', () => {
   let dataDir: string | undefined

@@ -15,13 +15,13 @@ import type { BackendName } from '../../src/backends/backend.ts'
 import { UNITS_PER_BTT } from '../../src/billing/amount.ts'
 import { createMetadataStore, KyselyMetadataStore, loadOrCreateSecretKey } from '../../src/metadata/index.ts'
 import { startTestAtlas, type TestAtlas } from '../fixtures/atlas.ts'
+import { quietLogger } from '../fixtures/ledger.ts'
 import { s3Client, signedFetch } from '../fixtures/s3.ts'
 
 const HOUR_MS = 3600_000
 const DAY_MS = 24 * HOUR_MS
 const GRACE_DAYS = 14
 
-const quietLogger = { info () {}, warn () {}, error () {} }
 
 /**
  * An Atlas with billing on. Its own storage meter runs on the real clock with a period of ten

@@ -22,8 +22,9 @@ import type { ChainClient, SignedTransfer } from '../../src/billing/chain/chain.
 import { EXPIRY_MARGIN_MS, WITHDRAWALS_LEDGER_ACCOUNT, Withdrawals, type WithdrawalLimits } from '../../src/billing/chain/withdrawals.ts'
 import { KyselyLedger } from '../../src/billing/kysely-ledger.ts'
 import type { Ledger } from '../../src/billing/ledger.ts'
-import { createMetadataStore, KyselyMetadataStore, loadOrCreateSecretKey } from '../../src/metadata/index.ts'
+import { KyselyMetadataStore } from '../../src/metadata/index.ts'
 import { linkWallet, quietLogger, sendToken, startChainAtlas, startChainTestbed, withOverrides, type ChainTestbed, type UserWallet } from '../fixtures/chain.ts'
+import { withLedger as withDataDirLedger } from '../fixtures/ledger.ts'
 import { atlasJson, startServerProcess, type ServerProcess } from '../fixtures/server-process.ts'
 
 const BTT = UNITS_PER_BTT
@@ -313,14 +314,7 @@ describe('BTT withdrawals: atlas serve killed with kill -9', () => {
 
   /** The ledger, read from the data dir while no server runs on it */
   async function withLedger<T> (fn: (store: KyselyMetadataStore, ledger: KyselyLedger) => Promise<T>): Promise<T> {
-    const dir = dataDir as string
-    const store = await createMetadataStore({ dataDir: dir, secretKey: await loadOrCreateSecretKey(dir) })
-    if (!(store instanceof KyselyMetadataStore)) throw new Error('expected the SQL store')
-    try {
-      return await fn(store, new KyselyLedger({ db: store.db, dialect: store.dialect }))
-    } finally {
-      await store.close()
-    }
+    return await withDataDirLedger(dataDir as string, fn)
   }
 
   async function until<T> (what: string, fn: () => Promise<T | undefined>): Promise<T> {

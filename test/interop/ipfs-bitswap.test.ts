@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { IpfsBackend } from '../../src/backends/ipfs/ipfs-backend.ts'
-import { startHeliaPeer } from '../fixtures/helia-peer.ts'
+import { sha256Of, startHeliaPeer } from '../fixtures/helia-peer.ts'
 import type { HeliaPeer } from '../fixtures/helia-peer.ts'
 
 const MiB = 1024 * 1024
@@ -34,16 +34,6 @@ describe('IPFS backend over Bitswap', () => {
     backend = new IpfsBackend({ dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, offline: false })
     await backend.start()
     return backend
-  }
-
-  async function sha256Of (source: AsyncIterable<Uint8Array>): Promise<{ hex: string, bytes: number }> {
-    const hash = createHash('sha256')
-    let bytes = 0
-    for await (const chunk of source) {
-      hash.update(chunk)
-      bytes += chunk.byteLength
-    }
-    return { hex: hash.digest('hex'), bytes }
   }
 
   it('lets a peer connected only to it fetch 8 MiB by root CID', async () => {

@@ -12,19 +12,9 @@ import { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestAtlas, type TestAtlas } from '../fixtures/atlas.ts'
 import { exportFile, verifyCar } from '../fixtures/car.ts'
-import { startHeliaPeer, type HeliaPeer } from '../fixtures/helia-peer.ts'
+import { sha256Of, startHeliaPeer, type HeliaPeer } from '../fixtures/helia-peer.ts'
 
 const MiB = 1024 * 1024
-
-async function sha256Of (source: AsyncIterable<Uint8Array>): Promise<{ hex: string, bytes: number }> {
-  const hash = createHash('sha256')
-  let bytes = 0
-  for await (const chunk of source) {
-    hash.update(chunk)
-    bytes += chunk.byteLength
-  }
-  return { hex: hash.digest('hex'), bytes }
-}
 
 describe('trustless gateway: CAR verified by an independent client, and the same CID over Bitswap', () => {
   let t: TestAtlas

@@ -716,7 +716,7 @@ export class BitTorrentBackend implements StorageBackend {
       await Promise.all(stale.map(async (entry) => {
         const torrent = entry.torrent as Torrent
         entry.torrent = undefined
-        await new Promise<void>((resolve) => { torrent.destroy({ destroyStore: false }, () => { resolve() }) })
+        await closeTorrent(torrent)
       }))
       await forEachLimited(stale, LOAD_CONCURRENCY, async (entry) => {
         if (running.stopping.signal.aborted || running.entries.get(entry.infoHash) !== entry) return

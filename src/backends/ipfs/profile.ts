@@ -74,18 +74,18 @@ export function unixfsImporterOptions (params: UnixfsLayoutParams = {}): Importe
  *
  * @returns the root CID
  */
-export async function importUnixfs (source: AsyncIterable<Uint8Array>, blockstore: WritableStorage, params: UnixfsLayoutParams = {}, release?: (chunk: Uint8Array) => void): Promise<CID> {
-  const options = unixfsImporterOptions(params)
-  if (release !== undefined && options.rawLeaves === true) options.bufferImporter = releasingLeafImporter(release)
+export async function importUnixfs (source: AsyncIterable<Uint8Array>, blockstore: WritableStorage, params: UnixfsLayoutParams = {}, release: (chunk: Uint8Array) => void = () => {}): Promise<CID> {
+  // the profile's leaves are raw: the leaf step below is the one every import runs
+  const options = { ...unixfsImporterOptions(params), bufferImporter: releasingLeafImporter(release) }
   const { cid } = await importFile({ content: source }, blockstore, options)
   return cid
 }
 
 /**
  * The importer's leaf step for the profile's raw leaves (what its default does with `rawLeaves`:
- * CIDv1, `raw` codec, sha2-256, one block per chunk), that also hands every chunk to `release`
- * once its block is written: the importer never reads a leaf's bytes again after that (its
- * result carries the size, computed before the release, and no bytes). With chunks of exactly
+ * CIDv1, `raw` codec, sha2-256, one block per chunk, no progress events), that also hands every
+ * chunk to `release` once its block is written: the importer never reads a leaf's bytes again
+ * after that (its result carries the size, computed before the release, and no bytes). With chunks of exactly
  * the leaf size the chunker passes the source's own objects through, so `release` gets those.
  */
 function releasingLeafImporter (release: (chunk: Uint8Array) => void): BufferImporter {

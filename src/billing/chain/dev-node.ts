@@ -57,7 +57,8 @@ import {
   selector,
   TRANSFER_TOPIC,
   TRC20,
-  uint256Word
+  uint256Word,
+  wordToHexAddress
 } from './trc20.ts'
 
 /** A TRC-20 token the dev node runs. */
@@ -453,8 +454,7 @@ export class DevNode {
   private view (token: TokenState, dataHex: string, balances: Map<string, bigint>): string | undefined {
     switch (dataHex.slice(0, 8)) {
       case TRC20.balanceOf: {
-        const word = dataHex.slice(8, 72)
-        const owner = word.length === 64 && /^0{24}/.test(word) ? `41${word.slice(24)}` : undefined
+        const owner = wordToHexAddress(dataHex.slice(8, 72))
         return owner === undefined ? undefined : uint256Word(balances.get(owner) ?? 0n)
       }
       case TRC20.totalSupply: return uint256Word(token.supply)

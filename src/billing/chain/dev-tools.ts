@@ -16,10 +16,10 @@ import { AtlasError } from '../../core/errors.ts'
 import type { Database } from '../../metadata/schema.ts'
 import { depositCursorName } from './deposits.ts'
 import { hotWalletKey, readDevNodeInfo, tokenContractOf, type DevNodeInfo } from './setup.ts'
-import { TronwebChain } from './tronweb-chain.ts'
+import { DEFAULT_FEE_LIMIT, TronwebChain } from './tronweb-chain.ts'
+import { OPEN_STATES } from './withdrawals.ts'
 
 /** fee_limit of a dev deposit, in sun (the dev node charges no fees; java-tron wants a bound) */
-const DEV_FEE_LIMIT = 100_000_000
 
 export interface ChainStatus {
   mode: 'dev' | 'tron'
@@ -51,7 +51,7 @@ export async function chainStatus (config: AtlasConfig, db: Kysely<Database>): P
   const depositAddress = TronWeb.address.fromPrivateKey(privateKey) as string
   const cursor = await db.selectFrom('chain_cursors').select('next_block').where('name', '=', depositCursorName(tokenContract, depositAddress)).executeTakeFirst()
   const unattributed = await db.selectFrom('chain_deposits').select(eb => eb.fn.countAll<number | bigint | string>().as('n')).where('account_id', 'is', null).executeTakeFirst()
-  const open = await db.selectFrom('chain_withdrawals').select('amount').where('state', 'in', ['requested', 'held', 'signed', 'broadcast']).execute()
+  const open = await db.selectFrom('chain_withdrawals').select('amount').where('state', 'in', OPEN_STATES).execute()
   const status: ChainStatus = {
     mode: config.chain.mode,
     tokenContract,
@@ -142,7 +142,7 @@ export async function devDeposit (config: AtlasConfig, privateKey: string, amoun
   const contract = await tronWeb.contract().at(info.tokenContract)
   let txId: string
   try {
-    txId = await contract.transfer(info.depositAddress, amount.toString()).send({ feeLimit: DEV_FEE_LIMIT }) as string
+    txId = await contract.transfer(info.depositAddress, amount.toString()).send({ feeLimit: DEFAULT_FEE_LIMIT }) as string
   } catch (err) {
     throw new AtlasError('ServiceUnavailable', `The transfer was refused: ${err instanceof Error ? err.message : String(err)}`)
   }

@@ -17,6 +17,7 @@ import type { Kysely } from 'kysely'
 import { MAINNET_BTT_CONTRACT, type AtlasConfig } from '../../config.ts'
 import { AtlasError } from '../../core/errors.ts'
 import type { Database, DialectName } from '../../metadata/schema.ts'
+import { createFileOnce } from '../../metadata/secret-box.ts'
 import type { Ledger } from '../ledger.ts'
 import type { ChainClient } from './chain.ts'
 import { DepositWatcher } from './deposits.ts'
@@ -52,8 +53,6 @@ export interface ChainSetup {
   /** The node's base URL */
   fullHost: string
   client: TronwebChain
-  /** The in-process dev node (dev mode) */
-  devNode?: DevNode
   /** Stop the dev node (dev mode) and forget its address file */
   close(): Promise<void>
 }
@@ -95,15 +94,9 @@ export async function loadOrCreateDevKey (dataDir: string): Promise<string> {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
   await mkdir(dataDir, { recursive: true })
-  const key = randomBytes(32).toString('hex')
-  try {
-    // wx: two processes starting at once do not each write their own key
-    await writeFile(path, `${key}\n`, { flag: 'wx', mode: 0o600 })
-    return key
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return await readKeyFile(path)
-    throw err
-  }
+  // two processes starting at once end up with the same key, never with a half-written file
+  await createFileOnce(path, `${randomBytes(32).toString('hex')}\n`)
+  return await readKeyFile(path)
 }
 
 /** The token contract the configuration names, or the default of its mode. */
@@ -168,7 +161,6 @@ export async function openChain (config: AtlasConfig, logger: ChainLogger): Prom
     mode: 'dev',
     fullHost: devNode.url,
     client,
-    devNode,
     close: async () => {
       await devNode.close()
       // only our own file: another server on this data dir may have written its own since
@@ -186,8 +178,6 @@ export interface ChainServices {
   wallets: Wallets
   deposits: DepositWatcher
   withdrawals: Withdrawals
-  /** The in-process dev node (dev mode) */
-  devNode?: DevNode
   /** Start the deposit scan and the withdrawal loop */
   start(): void
   /** Stop the loops, then the dev node */
@@ -246,7 +236,6 @@ export async function createChainServices (init: ChainServicesInit): Promise<Cha
     wallets,
     deposits,
     withdrawals,
-    ...(setup.devNode === undefined ? {} : { devNode: setup.devNode }),
     start: () => {
       deposits.start(intervalMs)
       withdrawals.start(intervalMs)

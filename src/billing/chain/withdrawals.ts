@@ -35,7 +35,7 @@ import { AtlasError } from '../../core/errors.ts'
 import type { ChainWithdrawalsTable, Database, DialectName } from '../../metadata/schema.ts'
 import { UploadIdGenerator } from '../../metadata/upload-id.ts'
 import { formatBtt, parseBtt } from '../amount.ts'
-import type { Ledger } from '../ledger.ts'
+import { LedgerAccounts, type Ledger } from '../ledger.ts'
 import { BroadcastRefusedError, type ChainClient, type ChainOptions } from './chain.ts'
 import { Poller } from './poller.ts'
 
@@ -61,7 +61,8 @@ const PASS_LIMIT = 200
 
 export type WithdrawalState = 'requested' | 'held' | 'signed' | 'broadcast' | 'confirmed' | 'failed' | 'expired'
 
-const OPEN_STATES: WithdrawalState[] = ['requested', 'held', 'signed', 'broadcast']
+/** States of a withdrawal that has not ended yet */
+export const OPEN_STATES: WithdrawalState[] = ['requested', 'held', 'signed', 'broadcast']
 const COUNTED_STATES: WithdrawalState[] = [...OPEN_STATES, 'confirmed']
 
 export interface Withdrawal {
@@ -160,7 +161,7 @@ export class Withdrawals {
     if (await this.#walletOwner(address) !== accountId) {
       throw new AtlasError('Conflict', `${address} is not a wallet linked to this account: link it first (GET /v1/account/wallets/challenge, then POST /v1/account/wallets)`)
     }
-    const { available } = await this.#ledger.customerBalances(accountId)
+    const available = await this.#ledger.balance(LedgerAccounts.available(accountId))
     if (available < amount) {
       throw new AtlasError('InsufficientFunds', `Account ${accountId} has ${formatBtt(available)} BTT available; this withdrawal needs ${formatBtt(amount)} BTT`, {
         details: { balance: available.toString(), required: amount.toString() }
