@@ -18,7 +18,17 @@ async function * walk (dir: string): AsyncGenerator<{ path: string, size: number
   for (const entry of entries) {
     const path = join(dir, entry.name)
     if (entry.isDirectory()) yield * walk(path)
-    else if (entry.isFile()) yield { path, size: (await stat(path)).size }
+    else if (entry.isFile()) {
+      let size: number
+      try {
+        size = (await stat(path)).size
+      } catch (err) {
+        // a running server renames and deletes files between readdir and stat (temporary block files)
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue
+        throw err
+      }
+      yield { path, size }
+    }
   }
 }
 
